@@ -1,0 +1,107 @@
+"""Where results go, written whole or not at all.
+
+Figures and tables go to the project's figures/ folder (or $MDMLIB_FIGURES);
+expensive computations are cached in .cache/ (or $MDMLIB_CACHE), keyed by a
+hash of their parameters. Every file is written to a temporary name in the
+same folder and then renamed, so a crash never leaves half a file behind.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _project_dir(env: str, name: str) -> Path:
+    if os.environ.get(env):
+        path = Path(os.environ[env])
+    elif (_ROOT / "pyproject.toml").exists():  # an editable install of the project
+        path = _ROOT / name
+    else:
+        path = Path.cwd() / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def figures_dir() -> Path:
+    return _project_dir("MDMLIB_FIGURES", "figures")
+
+
+def cache_dir() -> Path:
+    return _project_dir("MDMLIB_CACHE", ".cache")
+
+
+def _write_atomically(path: Path, write: Callable[[str], None]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path
+
+
+def _to_json(obj: Any) -> Any:
+    """Tensors, numpy values and tuples become plain JSON values."""
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, dict):
+        return {str(k): _to_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_to_json(v) for v in obj]
+    return obj
+
+
+def save_json(obj: Any, name: str) -> Path:
+    """Write `obj` as figures/<name>.json."""
+    text = json.dumps(_to_json(obj), indent=2, sort_keys=True, allow_nan=False)
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w") as f:
+            f.write(text + "\n")
+
+    return _write_atomically(figures_dir() / f"{name}.json", write)
+
+
+def save_figure(fig, name: str, dpi: int = 120) -> Path:
+    """Write a matplotlib figure as figures/<name>.png."""
+    # Metadata without the Software/date stamps keeps reruns byte-identical.
+    return _write_atomically(
+        figures_dir() / f"{name}.png",
+        lambda tmp: fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight", metadata={"Software": None}),
+    )
+
+
+def cache_key(params: dict) -> str:
+    blob = json.dumps(_to_json(params), sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def cached(name: str, params: dict, compute: Callable[[], dict]) -> dict:
+    """Return compute()'s result for these parameters, from disk if it was
+    computed before. The result must be a dict of JSON values or tensors;
+    tensors come back as lists."""
+    path = cache_dir() / f"{name}-{cache_key(params)}.json"
+    if path.exists():
+        with open(path) as f:
+            stored = json.load(f)
+        if stored.get("params") == _to_json(params):
+            return stored["result"]
+    result = _to_json(compute())
+    text = json.dumps({"params": _to_json(params), "result": result}, sort_keys=True)
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w") as f:
+            f.write(text)
+
+    _write_atomically(path, write)
+    return result

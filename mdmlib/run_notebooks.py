@@ -1,0 +1,58 @@
+"""Execute every notebook in notebooks/, in order, writing outputs in place.
+
+`python -m mdmlib.run_notebooks [NAME_FRAGMENT ...]` runs all notebooks (or
+those whose file names contain one of the fragments) at the scale set by
+MDMLIB_SCALE (default quick). A notebook is rewritten only after it has run
+to the end without an error, so a failure leaves the committed one intact.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+from tqdm.auto import tqdm
+
+from .scale import current_scale
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+
+
+def run_notebook(path: Path, timeout: int = 3600) -> float:
+    nb = nbformat.read(path, as_version=4)
+    start = time.time()
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
+    client.execute()
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        nbformat.write(nb, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return time.time() - start
+
+
+def main(argv: list[str]) -> int:
+    paths = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    if argv:
+        paths = [p for p in paths if any(a in p.name for a in argv)]
+    if not paths:
+        print("no notebooks matched", argv)
+        return 1
+    print(f"scale: {current_scale()}  notebooks: {len(paths)}")
+    with tqdm(paths, unit="notebook") as bar:
+        for path in bar:
+            bar.set_description(path.stem)
+            seconds = run_notebook(path)
+            bar.write(f"{path.name}: {seconds:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
