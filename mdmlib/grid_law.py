@@ -15,6 +15,8 @@ tests/test_grid_law.py; other generators (CUDA) have other grids.
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import torch
 
 from .categorical import SCORES, check_probabilities
@@ -23,16 +25,23 @@ from .precision import as_dtype
 
 def rand_grid(dtype) -> tuple[torch.Tensor, torch.Tensor]:
     """The distinct values of torch.rand(dtype) on the CPU, ascending, and
-    the probability of each (float64)."""
-    dtype = as_dtype(dtype)
+    the probability of each (float64). Do not modify them: they are cached."""
+    return _rand_grid(as_dtype(dtype))
+
+
+@lru_cache(maxsize=None)
+def _rand_grid(dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
     if dtype == torch.float64:
         raise ValueError(
             "float64 uniforms take 2^53 values, too many to enumerate; their grid "
             "matters only for probabilities near 1e-16: use truncation.truncated_law"
         )
+    # k * 2^-24 rounded into the format is non-decreasing in k: count runs, no sort needed
     u = (torch.arange(1 << 24, dtype=torch.float64) * 2.0**-24).to(torch.float32).to(dtype)
-    u = torch.where(u == 1, torch.zeros_like(u), u)
-    values, counts = torch.unique(u, return_counts=True)
+    values, counts = torch.unique_consecutive(u, return_counts=True)
+    if values[-1] == 1:  # rounded up to 1.0: the generator returns 0 instead
+        counts[0] += counts[-1]
+        values, counts = values[:-1], counts[:-1]
     return values, counts.to(torch.float64) / (1 << 24)
 
 

@@ -99,7 +99,7 @@ def probe_rand(dtype, n: int, generator: torch.Generator, chunk: int = 1 << 22) 
     if n < 2:
         raise ValueError(f"need at least 2 draws, got n={n}")
     device = generator.device
-    top = torch.empty(0, dtype=torch.float64)
+    tops: list[float] = []  # the two largest distinct values of each chunk
     zeros, smallest = 0, math.inf
     done = 0
     while done < n:
@@ -109,8 +109,11 @@ def probe_rand(dtype, n: int, generator: torch.Generator, chunk: int = 1 << 22) 
         pos = u[u > 0]
         if pos.numel():
             smallest = min(smallest, float(pos.min()))
-        top = torch.unique(torch.cat([top, torch.topk(u, min(m, 64)).values.cpu()]))[-64:]
+        largest = u.max()
+        below = u[u < largest]
+        tops += [float(largest)] + ([float(below.max())] if below.numel() else [])
         done += m
-    distinct = torch.unique(top)
-    gap = float(distinct[-1] - distinct[-2]) if distinct.numel() > 1 else math.nan
-    return RandProbe(dtype, n, float(distinct[-1]), gap, zeros, smallest)
+    largest = max(tops)
+    below = [t for t in tops if t < largest]
+    gap = largest - max(below) if below else math.nan
+    return RandProbe(dtype, n, largest, gap, zeros, smallest)

@@ -26,7 +26,10 @@ def run_notebook(path: Path, timeout: int = 3600) -> float:
     nb = nbformat.read(path, as_version=4)
     start = time.time()
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
-    client.execute()
+    code_cells = sum(c.cell_type == "code" for c in nb.cells)
+    with tqdm(total=code_cells, desc=path.stem, unit="cell", leave=False) as cells:
+        client.on_cell_executed = lambda **_: cells.update()
+        client.execute()
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
@@ -46,9 +49,8 @@ def main(argv: list[str]) -> int:
         print("no notebooks matched", argv)
         return 1
     print(f"scale: {current_scale()}  notebooks: {len(paths)}")
-    with tqdm(paths, unit="notebook") as bar:
+    with tqdm(paths, unit="notebook", desc="notebooks") as bar:
         for path in bar:
-            bar.set_description(path.stem)
             seconds = run_notebook(path)
             bar.write(f"{path.name}: {seconds:.0f} s")
     return 0

@@ -1,0 +1,52 @@
+import json
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import pytest
+import torch
+
+from mdmlib import results
+
+
+@pytest.fixture(autouse=True)
+def _tmp_dirs(tmp_path, monkeypatch):
+    monkeypatch.setenv("MDMLIB_FIGURES", str(tmp_path / "fig"))
+    monkeypatch.setenv("MDMLIB_CACHE", str(tmp_path / "cache"))
+
+
+def test_json_and_figure_are_written_whole():
+    path = results.save_json({"x": torch.tensor([1.0, 2.0]), "n": 3}, "table")
+    assert json.loads(path.read_text()) == {"n": 3, "x": [1.0, 2.0]}
+    fig, ax = plt.subplots()
+    ax.plot([0, 1])
+    assert results.save_figure(fig, "plot").stat().st_size > 0
+    plt.close(fig)
+
+
+def test_failed_writes_leave_nothing_behind():
+    with pytest.raises(ValueError):
+        results.save_json({"bad": float("nan")}, "nan_table")
+
+    class Broken:
+        def savefig(self, *a, **k):
+            open(a[0], "w").write("half a png")
+            raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        results.save_figure(Broken(), "broken")
+    assert list(results.figures_dir().iterdir()) == []
+
+
+def test_cache_computes_once_per_parameter_set():
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"value": torch.tensor([len(calls)])}
+
+    assert results.cached("thing", {"a": 1}, compute) == {"value": [1]}
+    assert results.cached("thing", {"a": 1}, compute) == {"value": [1]}
+    assert results.cached("thing", {"a": 2}, compute) == {"value": [2]}
+    assert len(calls) == 2

@@ -1,0 +1,61 @@
+"""The project's own files agree with each other, and the committed notebooks are clean."""
+import json
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from mdmlib.scale import by_scale, current_scale
+
+ROOT = Path(__file__).resolve().parent.parent
+CONDA_TO_PIP = {"pytorch": "torch"}
+
+
+def _requirement(spec: str) -> tuple[str, str]:
+    name, version = re.match(r"\s*([A-Za-z0-9_.-]+)\s*(.*)", spec).groups()
+    return CONDA_TO_PIP.get(name.lower(), name.lower()), version.replace(" ", "")
+
+
+def test_environment_yml_matches_pyproject():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pip_side = dict(_requirement(s) for s in project["dependencies"] + project["optional-dependencies"]["test"])
+    conda_side, in_dependencies = {}, False
+    for line in (ROOT / "environment.yml").read_text().splitlines():
+        if not line.startswith(" "):
+            in_dependencies = line.startswith("dependencies:")
+        m = re.match(r"^  - ([^:#]+)$", line)  # top-level dependency entries (not the pip: block)
+        if in_dependencies and m and not m.group(1).startswith(("python", "pip")):
+            name, version = _requirement(m.group(1))
+            conda_side[name] = version
+    assert conda_side == pip_side
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    command = "python3 -m mdmlib.bootstrap test"
+    assert command in readme and command in ci
+    assert "python3 -m mdmlib.bootstrap run" in readme
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "notebooks").glob("*.ipynb")), ids=lambda p: p.name)
+def test_committed_notebooks_ran_in_order_without_errors(path):
+    nb = json.loads(path.read_text())
+    counts = [c.get("execution_count") for c in nb["cells"] if c["cell_type"] == "code"]
+    assert counts == list(range(1, len(counts) + 1)), "not executed top to bottom in a fresh kernel"
+    for cell in nb["cells"]:
+        for out in cell.get("outputs", []):
+            assert out["output_type"] != "error", f"error output: {out.get('ename')}"
+    sources = "".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    assert "current_scale()" in sources, "every notebook states the scale it ran at"
+
+
+def test_scale_switch(monkeypatch):
+    monkeypatch.setenv("MDMLIB_SCALE", "full")
+    assert current_scale() == "full" and by_scale(1, 2, 3) == 2
+    monkeypatch.setenv("MDMLIB_SCALE", "paper")
+    assert by_scale(1, 2) == 2
+    monkeypatch.setenv("MDMLIB_SCALE", "huge")
+    with pytest.raises(ValueError, match="MDMLIB_SCALE"):
+        current_scale()
