@@ -84,13 +84,16 @@ def truncated_race(p, generator: torch.Generator, eps: float) -> torch.Tensor:
     return _argmax_of_positive(p / -torch.log(u), p)
 
 
-def inverse_cdf(p, generator: torch.Generator) -> torch.Tensor:
+def inverse_cdf(p, generator: torch.Generator, sample_shape: tuple = ()) -> torch.Tensor:
     """Exact categorical sampling in float64: the first class whose cumulative
     probability exceeds u * total. Zero-probability classes add nothing to the
-    cumulative sum, so they can never be chosen."""
+    cumulative sum, so they can never be chosen. For a single probability vector,
+    `sample_shape` draws that many samples from it (its cumulative sum is built once)."""
     p = check_probabilities(p).to(torch.float64)
+    if sample_shape and p.dim() != 1:
+        raise ValueError("sample_shape is for a single probability vector")
     cdf = torch.cumsum(p, -1)
-    u = torch.rand(p.shape[:-1] + (1,), generator=generator, dtype=torch.float64, device=p.device)
+    u = torch.rand(tuple(sample_shape) + p.shape[:-1] + (1,), generator=generator, dtype=torch.float64, device=p.device)
     idx = torch.searchsorted(cdf, u * cdf[..., -1:], right=True).squeeze(-1)
     # u * total < total, so idx < K but for the last float64 rounding: then
     # the answer is the last class of positive probability.

@@ -56,3 +56,22 @@ def mean_and_se(x) -> tuple[float, float]:
     if x.numel() < 2:
         raise ValueError("need at least two values for a standard error")
     return float(x.mean()), float(x.std(unbiased=True) / math.sqrt(x.numel()))
+
+
+def chi_square_two_sample(counts_a, counts_b) -> ChiSquare:
+    """Test that two sets of class counts come from the same distribution
+    (chi-square test of homogeneity; classes with no counts in either are dropped)."""
+    a = torch.as_tensor(counts_a, dtype=torch.float64).flatten()
+    b = torch.as_tensor(counts_b, dtype=torch.float64).flatten()
+    if a.shape != b.shape:
+        raise ValueError(f"the two count vectors differ in shape: {tuple(a.shape)} and {tuple(b.shape)}")
+    keep = (a + b) > 0
+    a, b = a[keep], b[keep]
+    if a.numel() < 2:
+        raise ValueError("need at least two observed classes to test")
+    na, nb = a.sum(), b.sum()
+    pooled = (a + b) / (na + nb)
+    stat = float((((a - na * pooled) ** 2) / (na * pooled) + ((b - nb * pooled) ** 2) / (nb * pooled)).sum())
+    dof = a.numel() - 1
+    p_value = float(torch.special.gammaincc(torch.tensor(dof / 2, dtype=torch.float64), torch.tensor(stat / 2, dtype=torch.float64)))
+    return ChiSquare(stat, dof, p_value)

@@ -1,0 +1,56 @@
+"""Sample quality measures, each with its standard error.
+
+sentence_entropy   the paper's diversity measure: per sequence, the entropy (nats) of
+                   its own token histogram, -sum_k p_k log p_k with p_k = count_k / L
+gen_ppl            exp of the mean per-token NLL under an evaluator; here the evaluator
+                   is the synthetic language itself, so the NLL is exact
+Standard errors come from the spread across sequences (sequences are independent).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from .stats import mean_and_se
+
+
+def sentence_entropy(x: torch.Tensor) -> torch.Tensor:
+    """(B,) entropies of each sequence's token histogram, float64."""
+    if x.dim() != 2:
+        raise ValueError(f"token batches must have shape (batch, length), got {tuple(x.shape)}")
+    B, L = x.shape
+    counts = torch.zeros(B, int(x.max()) + 1, dtype=torch.float64).scatter_add_(1, x, torch.ones_like(x, dtype=torch.float64))
+    p = counts / L
+    return -(p * torch.log(torch.where(p > 0, p, torch.ones_like(p)))).sum(1)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    mean: float
+    se: float
+
+    def __str__(self) -> str:
+        return f"{self.mean:.4f} ± {self.se:.4f}"
+
+
+def estimate(values: torch.Tensor) -> Estimate:
+    return Estimate(*mean_and_se(values))
+
+
+def gen_ppl(nll_per_token: torch.Tensor) -> Estimate:
+    """exp(mean NLL per token) with its delta-method standard error."""
+    m = estimate(nll_per_token)
+    ppl = math.exp(m.mean)
+    return Estimate(ppl, ppl * m.se)
+
+
+def summarize(language, x: torch.Tensor, nfe: torch.Tensor | None = None) -> dict:
+    """NLL per token, Gen PPL and sentence entropy (each mean and SE) of samples x
+    under the exact language, and the mean NFE if given."""
+    nll = language.nll_per_token(x)
+    out = {"nll": estimate(nll), "gen_ppl": gen_ppl(nll), "entropy": estimate(sentence_entropy(x))}
+    if nfe is not None:
+        out["nfe"] = estimate(nfe.to(torch.float64))
+    return out

@@ -1,0 +1,50 @@
+"""Masking schedules: m(t), the probability that a token is masked at time t.
+
+m(0) = 0 (clean data) and m(1) = 1 (all masked; MDLM's log-linear schedule
+stops at 1 - eps). alpha_t = 1 - m(t) in the paper's notation. A sampler with
+N steps walks the grid t_n = n / N from n = N down to 0; a position masked at
+t_n unmasks before s = t_{n-1} with probability (m(t_n) - m(s)) / m(t_n).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+LOGLINEAR_EPS = 1e-3  # MDLM's default
+
+
+def linear(t: torch.Tensor) -> torch.Tensor:
+    return t
+
+
+def loglinear(t: torch.Tensor) -> torch.Tensor:
+    """MDLM: sigma(t) = -log(1 - (1 - eps) t), so m(t) = 1 - exp(-sigma(t)) = (1 - eps) t."""
+    return (1 - LOGLINEAR_EPS) * t
+
+
+def cosine(t: torch.Tensor) -> torch.Tensor:
+    return 1 - torch.cos(0.5 * math.pi * t)
+
+
+SCHEDULES = {"linear": linear, "loglinear": loglinear, "cosine": cosine}
+
+
+def mask_probability(schedule: str, t: torch.Tensor) -> torch.Tensor:
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule {schedule!r}: expected one of {sorted(SCHEDULES)}")
+    return SCHEDULES[schedule](t.to(torch.float64))
+
+
+def time_grid(steps: int) -> torch.Tensor:
+    """t_n = n / steps for n = steps, ..., 0 (float64)."""
+    if steps < 1:
+        raise ValueError(f"the number of steps must be positive, got {steps}")
+    return torch.arange(steps, -1, -1, dtype=torch.float64) / steps
+
+
+def unmask_step_probabilities(schedule: str, steps: int) -> torch.Tensor:
+    """P(a position unmasks during step n), n = steps..1 in that order:
+    (m(t_n) - m(t_{n-1})) / m(1). They sum to 1."""
+    m = mask_probability(schedule, time_grid(steps))
+    return (m[:-1] - m[1:]) / m[0]
