@@ -54,3 +54,28 @@ def summarize(language, x: torch.Tensor, nfe: torch.Tensor | None = None) -> dic
     if nfe is not None:
         out["nfe"] = estimate(nfe.to(torch.float64))
     return out
+
+
+def categorical_entropy(p: torch.Tensor) -> torch.Tensor:
+    """Entropy (nats) of probability vectors along the last dimension (normalised first)."""
+    p = p.to(torch.float64)
+    p = p / p.sum(-1, keepdim=True)
+    return -(p * torch.log(torch.where(p > 0, p, torch.ones_like(p)))).sum(-1)
+
+
+def temperature_with_entropy(mu: torch.Tensor, entropy: float, lo: float = 1e-3, hi: float = 10.0) -> float:
+    """The temperature T at which softmax(log mu / T) has the given entropy: the
+    temperature a biased sampler effectively runs at. Entropy grows with T, so
+    bisection (60 halvings) finds it to float64 precision."""
+    mu = mu.to(torch.float64)
+    logmu = torch.log(mu[mu > 0])
+
+    def entropy_at(T: float) -> float:
+        return float(categorical_entropy(torch.softmax(logmu / T, -1)))
+
+    if not entropy_at(lo) <= entropy <= entropy_at(hi):
+        raise ValueError(f"entropy {entropy} is not reached for temperatures in [{lo}, {hi}]")
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if entropy_at(mid) < entropy else (lo, mid)
+    return 0.5 * (lo + hi)

@@ -14,6 +14,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
+from .scale import current_scale
+
 _ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -61,22 +63,29 @@ def _to_json(obj: Any) -> Any:
     return obj
 
 
+def _scaled(name: str) -> str:
+    """Results of the default (quick) scale keep their name; others get the scale as suffix,
+    so a full-scale run never overwrites the figures the notebooks show."""
+    scale = current_scale()
+    return name if scale == "quick" else f"{name}_{scale}"
+
+
 def save_json(obj: Any, name: str) -> Path:
-    """Write `obj` as figures/<name>.json."""
+    """Write `obj` as figures/<name>.json (<name>_<scale>.json outside the quick scale)."""
     text = json.dumps(_to_json(obj), indent=2, sort_keys=True, allow_nan=False)
 
     def write(tmp: str) -> None:
         with open(tmp, "w") as f:
             f.write(text + "\n")
 
-    return _write_atomically(figures_dir() / f"{name}.json", write)
+    return _write_atomically(figures_dir() / f"{_scaled(name)}.json", write)
 
 
 def save_figure(fig, name: str, dpi: int = 120) -> Path:
-    """Write a matplotlib figure as figures/<name>.png."""
+    """Write a matplotlib figure as figures/<name>.png (<name>_<scale>.png outside the quick scale)."""
     # Metadata without the Software/date stamps keeps reruns byte-identical.
     return _write_atomically(
-        figures_dir() / f"{name}.png",
+        figures_dir() / f"{_scaled(name)}.png",
         lambda tmp: fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight", metadata={"Software": None}),
     )
 

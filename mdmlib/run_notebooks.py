@@ -1,9 +1,11 @@
 """Execute every notebook in notebooks/, in order, writing outputs in place.
 
-`python -m mdmlib.run_notebooks [NAME_FRAGMENT ...]` runs all notebooks (or
-those whose file names contain one of the fragments) at the scale set by
-MDMLIB_SCALE (default quick). A notebook is rewritten only after it has run
-to the end without an error, so a failure leaves the committed one intact.
+`python -m mdmlib.run_notebooks [--out DIR] [NAME_FRAGMENT ...]` runs all
+notebooks (or those whose file names contain one of the fragments) at the scale
+set by MDMLIB_SCALE (default quick). A notebook is written only after it has
+run to the end without an error, so a failure leaves the committed one intact.
+With --out, the executed copies go to DIR and notebooks/ is left as it is
+(useful for a full-scale run beside the committed quick-scale outputs).
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from .scale import current_scale
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 
 
-def run_notebook(path: Path, timeout: int = 3600) -> float:
+def run_notebook(path: Path, out: Path, timeout: int = 3600) -> float:
     nb = nbformat.read(path, as_version=4)
     start = time.time()
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
@@ -30,11 +32,12 @@ def run_notebook(path: Path, timeout: int = 3600) -> float:
     with tqdm(total=code_cells, desc=path.stem, unit="cell", leave=False) as cells:
         client.on_cell_executed = lambda **_: cells.update()
         client.execute()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    out.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
         nbformat.write(nb, tmp)
-        os.replace(tmp, path)
+        os.replace(tmp, out / path.name)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
@@ -42,6 +45,14 @@ def run_notebook(path: Path, timeout: int = 3600) -> float:
 
 
 def main(argv: list[str]) -> int:
+    out = NOTEBOOKS
+    if "--out" in argv:
+        i = argv.index("--out")
+        if i + 1 >= len(argv):
+            print("--out needs a folder")
+            return 2
+        out = Path(argv[i + 1]).resolve()
+        argv = argv[:i] + argv[i + 2 :]
     paths = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
     if argv:
         paths = [p for p in paths if any(a in p.name for a in argv)]
@@ -51,7 +62,7 @@ def main(argv: list[str]) -> int:
     print(f"scale: {current_scale()}  notebooks: {len(paths)}")
     with tqdm(paths, unit="notebook", desc="notebooks") as bar:
         for path in bar:
-            seconds = run_notebook(path)
+            seconds = run_notebook(path, out)
             bar.write(f"{path.name}: {seconds:.0f} s")
     return 0
 

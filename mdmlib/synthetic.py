@@ -96,10 +96,17 @@ class MarkovLanguage:
 
     # --- exact sampling and likelihood -------------------------------------------------
     def sample(self, batch: int, length: int, generator: torch.Generator) -> torch.Tensor:
+        """Exact samples (batch, length): each next token through its hidden class,
+        h ~ A[x_l], x_{l+1} ~ B[h], with float64 inverse-CDF draws."""
+        cdf_B = torch.cumsum(self.B, 1)
         x = torch.empty(batch, length, dtype=torch.int64)
-        x[:, 0] = inverse_cdf(self.pi.expand(batch, -1), generator)
+        x[:, 0] = inverse_cdf(self.pi, generator, (batch,))
         for l in range(1, length):
-            x[:, l] = inverse_cdf(self.transition_rows(x[:, l - 1]), generator)
+            h = inverse_cdf(self.A[x[:, l - 1]], generator)
+            u = torch.rand(batch, generator=generator, dtype=torch.float64)
+            for c in torch.unique(h).tolist():  # one searchsorted per class: no (batch, V) rows built
+                rows = h == c
+                x[rows, l] = torch.searchsorted(cdf_B[c], u[rows] * cdf_B[c, -1], right=True).clamp(max=self.vocab_size - 1)
         return x
 
     def log_likelihood(self, x: torch.Tensor) -> torch.Tensor:

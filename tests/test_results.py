@@ -25,6 +25,14 @@ def test_json_and_figure_are_written_whole():
     plt.close(fig)
 
 
+def test_other_scales_do_not_overwrite_the_quick_figures(monkeypatch):
+    results.save_json({"a": 1}, "table")
+    monkeypatch.setenv("MDMLIB_SCALE", "full")
+    results.save_json({"a": 2}, "table")
+    names = sorted(p.name for p in results.figures_dir().iterdir())
+    assert names == ["table.json", "table_full.json"]
+
+
 def test_failed_writes_leave_nothing_behind():
     with pytest.raises(ValueError):
         results.save_json({"bad": float("nan")}, "nan_table")
