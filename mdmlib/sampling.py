@@ -40,6 +40,15 @@ class Samples:
     nfe: torch.Tensor  # (B,) denoiser evaluations per sequence
 
 
+def _checked(mu: torch.Tensor, shape: tuple) -> torch.Tensor:
+    """A denoiser's output, if it has the expected shape and holds probabilities."""
+    if tuple(mu.shape) != tuple(shape):
+        raise ValueError(f"the denoiser returned shape {tuple(mu.shape)}, expected {tuple(shape)} (batch, length, mask_id)")
+    if not mu.is_floating_point() or torch.isnan(mu).any() or (mu < 0).any():
+        raise ValueError("the denoiser returned NaN, negative or non-floating probabilities")
+    return mu
+
+
 class _Cache:
     """The denoiser's output per sequence, recomputed only for sequences that changed."""
 
@@ -60,7 +69,7 @@ class _Cache:
         if rows.numel() == 0:
             return
         if self.mu is None:  # the first call: every sequence is all masks
-            mu = self.denoiser(x, torch.full((x.shape[0],), float(t[0]), dtype=torch.float64))
+            mu = _checked(self.denoiser(x, torch.full((x.shape[0],), float(t[0]), dtype=torch.float64)), (*x.shape, self.denoiser.mask_id))
             self.mu = mu
             self.mu_max = mu.max(-1).values
             self.nfe[:] += 1
@@ -69,10 +78,10 @@ class _Cache:
             return
         if hasattr(self.denoiser, "changed_outputs"):
             r, c, out = self.denoiser.changed_outputs(self.x_seen[rows], x[rows])
-            self.mu[rows[r], c] = out
+            self.mu[rows[r], c] = _checked(out, (r.numel(), self.mu.shape[-1]))
             self.mu_max[rows[r], c] = out.max(-1).values
         else:
-            mu = self.denoiser(x[rows], t)
+            mu = _checked(self.denoiser(x[rows], t), (rows.numel(), *x.shape[1:], self.mu.shape[-1]))
             self.mu[rows] = mu
             self.mu_max[rows] = mu.max(-1).values
         self.x_seen[rows] = x[rows]

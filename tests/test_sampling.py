@@ -113,3 +113,22 @@ def test_any_denoiser_callable_gives_the_same_samples(sampler):
     else:
         a, b = (ancestral_sample(d, 16, 12, 50, sampler, torch.Generator().manual_seed(0), progress=False) for d in (fast, plain))
     assert torch.equal(a.tokens, b.tokens) and torch.equal(a.nfe, b.nfe)
+
+
+def test_a_broken_denoiser_is_named():
+    lang = MarkovLanguage(LanguageSpec(vocab_size=5, num_classes=2))
+    good = ExactDenoiser(lang)
+
+    class Wrong:
+        mask_id = lang.mask_id
+
+        def __init__(self, fn):
+            self.fn = fn
+
+        def __call__(self, x, t):
+            return self.fn(good(x, t))
+
+    with pytest.raises(ValueError, match="shape"):
+        ancestral_sample(Wrong(lambda mu: mu[..., :-1]), 2, 4, 3, "float32", torch.Generator(), progress=False)
+    with pytest.raises(ValueError, match="NaN"):
+        exact_sample(Wrong(lambda mu: mu * float("nan")), 2, 4, 3, torch.Generator(), progress=False)
