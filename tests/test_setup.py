@@ -51,6 +51,17 @@ def test_committed_notebooks_ran_in_order_without_errors(path):
     assert "current_scale()" in sources, "every notebook states the scale it ran at"
 
 
+@pytest.mark.parametrize("path", sorted((ROOT / "notebooks").glob("*.ipynb")), ids=lambda p: p.name)
+def test_committed_outputs_name_no_path_of_the_machine_they_ran_on(path):
+    nb = json.loads(path.read_text())
+    texts = []
+    for cell in nb["cells"]:
+        for out in cell.get("outputs", []):
+            texts += out.get("text", []) + out.get("data", {}).get("text/plain", [])
+    absolute = re.compile(r"(?:^|[\s'\"(])/[\w.-]+/[\w.-]+")
+    assert not [t for t in texts if absolute.search(t)]
+
+
 def test_scale_switch(monkeypatch):
     monkeypatch.setenv("MDMLIB_SCALE", "full")
     assert current_scale() == "full" and by_scale(1, 2, 3) == 2
