@@ -19,6 +19,6 @@ Modules follow the paper:
   experiments  the cached runs of notebooks 05 and 06
   results      figures and json written whole, and an on-disk cache
   benchmarks   speed checks that print figures (python -m mdmlib.benchmarks)
-  bootstrap    the README's set-up command (python3 -m mdmlib.bootstrap run|test)
+  bootstrap    the README's set-up command (python3 -m mdmlib.bootstrap run|pytest)
 """
 __version__ = "0.1.0"

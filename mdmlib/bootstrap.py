@@ -1,11 +1,11 @@
-"""One-command set-up: `python3 -m mdmlib.bootstrap run|test`.
+"""One-command set-up: `python3 -m mdmlib.bootstrap run|pytest`.
 
 Standard library only, because it runs before anything is installed. It
 1. makes a virtual environment `.venv` beside the project, unless one (or a
    conda environment) is already active, and re-runs itself inside it;
 2. installs PyTorch the way this machine wants it (see `install_torch`);
-3. installs the project (`pip install -e .`, with the test extra for `test`);
-4. runs the job: `run` executes every notebook, `test` runs pytest + nbval.
+3. installs the project (`pip install -e .`, with the test extra for `pytest`);
+4. runs the job: `run` executes every notebook, `pytest` runs pytest (mdmlib's tests + nbval).
 Extra arguments after the job name are passed on (to pytest, or to the runner).
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ VENV = ROOT / ".venv"
 CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 JOBS = {
     "run": ("", [sys.executable, "-m", "mdmlib.run_notebooks"]),
-    "test": ("[test]", [sys.executable, "-m", "pytest"]),
+    "pytest": ("[test]", [sys.executable, "-m", "pytest"]),
 }
 
 

@@ -46,11 +46,16 @@ def _dtype(precision: str) -> torch.dtype:
     return torch.float32 if precision == "float32" else torch.float64
 
 
+def _mask_probabilities(move_t: float, move_s: float, precision: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """m_t and m_s as the sampler holds them: rounded to its dtype."""
+    dtype = _dtype(precision)
+    return tuple(torch.tensor(m, dtype=torch.float64).to(dtype) for m in (move_t, move_s))
+
+
 def step_categories(mu: torch.Tensor, move_t: float, move_s: float, precision: str) -> torch.Tensor:
     """The (n, V+1) unnormalised categories of a step, in the sampler's dtype."""
-    dtype = _dtype(precision)
-    m_t, m_s = torch.tensor(move_t, dtype=torch.float64).to(dtype), torch.tensor(move_s, dtype=torch.float64).to(dtype)
-    return torch.cat([mu.to(dtype) * (m_t - m_s), m_s.expand(mu.shape[0], 1)], 1)
+    m_t, m_s = _mask_probabilities(move_t, move_s, precision)
+    return torch.cat([mu.to(m_t.dtype) * (m_t - m_s), m_s.expand(mu.shape[0], 1)], 1)
 
 
 def dense_step(mu: torch.Tensor, move_t: float, move_s: float, precision: str, generator: torch.Generator, eps: float = FLOAT32_EPS) -> torch.Tensor:
@@ -129,7 +134,7 @@ def sparse_step(
     _check(precision, eps)
     dtype, bits = _dtype(precision), _bits(precision)
     V, n = mu.shape[-1], rows.numel()
-    m_t, m_s = torch.tensor(move_t, dtype=torch.float64).to(dtype), torch.tensor(move_s, dtype=torch.float64).to(dtype)
+    m_t, m_s = _mask_probabilities(move_t, move_s, precision)
     scale = m_t - m_s
     new = torch.full((n,), V, dtype=torch.int64)
     if n == 0:
@@ -149,7 +154,7 @@ def sparse_step(
     if dense.any():
         d = torch.nonzero(dense).flatten()
         p = mu[rows[d], cols[d]].to(dtype) * scale
-        u = torch.rand(p.shape, generator=generator, dtype=torch.float64 if precision != "float32" else torch.float32)
+        u = torch.rand(p.shape, generator=generator, dtype=dtype)
         if precision == "float64+trunc":
             u = u * (1.0 - eps)
         score = torch.where(p > 0, _score(p, u, precision), -torch.inf)

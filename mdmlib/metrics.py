@@ -22,8 +22,7 @@ def sentence_entropy(x: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"token batches must have shape (batch, length), got {tuple(x.shape)}")
     B, L = x.shape
     counts = torch.zeros(B, int(x.max()) + 1, dtype=torch.float64).scatter_add_(1, x, torch.ones_like(x, dtype=torch.float64))
-    p = counts / L
-    return -(p * torch.log(torch.where(p > 0, p, torch.ones_like(p)))).sum(1)
+    return categorical_entropy(counts)
 
 
 @dataclass(frozen=True)

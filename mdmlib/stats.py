@@ -14,6 +14,12 @@ class ChiSquare:
     p_value: float
 
 
+def _chi_square(stat: float, dof: int) -> ChiSquare:
+    """The statistic with its upper-tail p-value, Q(dof / 2, stat / 2)."""
+    p_value = torch.special.gammaincc(torch.tensor(dof / 2, dtype=torch.float64), torch.tensor(stat / 2, dtype=torch.float64))
+    return ChiSquare(stat, dof, float(p_value))
+
+
 def chi_square_test(counts, probs, min_expected: float = 5.0) -> ChiSquare:
     """Pearson's goodness-of-fit test of observed class counts against class
     probabilities. Classes expected fewer than `min_expected` times are pooled
@@ -38,9 +44,7 @@ def chi_square_test(counts, probs, min_expected: float = 5.0) -> ChiSquare:
     dof = obs.numel() - 1
     if dof < 1:
         raise ValueError("need at least two bins with expected counts to test")
-    stat = float(((obs - exp) ** 2 / exp).sum())
-    p_value = float(torch.special.gammaincc(torch.tensor(dof / 2, dtype=torch.float64), torch.tensor(stat / 2, dtype=torch.float64)))
-    return ChiSquare(stat, dof, p_value)
+    return _chi_square(float(((obs - exp) ** 2 / exp).sum()), dof)
 
 
 def binomial_z(successes: int, trials: int, p: float) -> float:
@@ -72,6 +76,4 @@ def chi_square_two_sample(counts_a, counts_b) -> ChiSquare:
     na, nb = a.sum(), b.sum()
     pooled = (a + b) / (na + nb)
     stat = float((((a - na * pooled) ** 2) / (na * pooled) + ((b - nb * pooled) ** 2) / (nb * pooled)).sum())
-    dof = a.numel() - 1
-    p_value = float(torch.special.gammaincc(torch.tensor(dof / 2, dtype=torch.float64), torch.tensor(stat / 2, dtype=torch.float64)))
-    return ChiSquare(stat, dof, p_value)
+    return _chi_square(stat, a.numel() - 1)

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import torch
 
 from .categorical import inverse_cdf
+from .metrics import categorical_entropy
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,17 @@ class LanguageSpec:
     zipf_exponent: float = 1.1  # base frequency of token rank r is proportional to r^-zipf_exponent
     emission_spread: float = 2.0  # log-normal spread of each class's preference around the base
     transition_spread: float = 3.0  # how concentrated each token's next-class distribution is
+
+
+def nearest_unmasked(x: torch.Tensor, mask_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """For every position of x (B, L), the index of the nearest unmasked token at or
+    to its left (-1 if none) and at or to its right (L if none)."""
+    L = x.shape[1]
+    idx = torch.arange(L).expand_as(x)
+    observed = x != mask_id
+    left = torch.cummax(torch.where(observed, idx, -1), 1).values
+    right = torch.flip(torch.cummin(torch.flip(torch.where(observed, idx, L), [1]), 1).values, [1])
+    return left, right
 
 
 class MarkovLanguage:
@@ -123,11 +135,8 @@ class MarkovLanguage:
 
     def entropy_rate(self, length: int, chunk: int = 1024) -> float:
         """E[-log p(x)] / L for sequences of this length: the exact expected NLL per token."""
-        def entropy(p: torch.Tensor) -> torch.Tensor:
-            return -(p * torch.log(torch.where(p > 0, p, torch.ones_like(p)))).sum(-1)
-
-        rows = torch.cat([entropy(self.transition_rows(torch.arange(i, min(i + chunk, self.vocab_size)))) for i in range(0, self.vocab_size, chunk)])
-        return float((entropy(self.pi) + (length - 1) * (self.pi @ rows)) / length)
+        rows = torch.cat([categorical_entropy(self.transition_rows(torch.arange(i, min(i + chunk, self.vocab_size)))) for i in range(0, self.vocab_size, chunk)])
+        return float((categorical_entropy(self.pi) + (length - 1) * (self.pi @ rows)) / length)
 
     def _check_tokens(self, x: torch.Tensor) -> None:
         if x.dim() != 2:
@@ -148,12 +157,8 @@ class MarkovLanguage:
         sequence, for masked positions (rows, cols): (P, V) in `dtype`. The small
         class-space messages are always float64; the (P, V) products are done in
         `dtype`."""
-        B, L = x.shape
-        observed = x != self.mask_id
-        idx = torch.arange(L).expand(B, L)
-        # nearest observed neighbour on each side (-1 / L when there is none)
-        left = torch.cummax(torch.where(observed, idx, -1), 1).values
-        right = torch.flip(torch.cummin(torch.flip(torch.where(observed, idx, L), [1]), 1).values, [1])
+        L = x.shape[1]
+        left, right = nearest_unmasked(x, self.mask_id)
         out = torch.empty(rows.numel(), self.vocab_size, dtype=dtype)
         B_out, At_out = self.B.to(dtype), self.A.T.to(dtype)
         for start in range(0, rows.numel(), chunk):
@@ -202,16 +207,7 @@ class ExactDenoiser:
         """After unmasking tokens (x_old -> x_new), the masked positions of x_new whose
         output changed, as (rows, cols, outputs): exactly those whose nearest unmasked
         neighbour on either side changed. Every other masked position keeps its output."""
-        L = x_new.shape[1]
-        idx = torch.arange(L).expand_as(x_new)
-
-        def neighbours(x):
-            obs = x != self.mask_id
-            left = torch.cummax(torch.where(obs, idx, -1), 1).values
-            right = torch.flip(torch.cummin(torch.flip(torch.where(obs, idx, L), [1]), 1).values, [1])
-            return left, right
-
-        (left_old, right_old), (left_new, right_new) = neighbours(x_old), neighbours(x_new)
+        (left_old, right_old), (left_new, right_new) = nearest_unmasked(x_old, self.mask_id), nearest_unmasked(x_new, self.mask_id)
         stale = (x_new == self.mask_id) & ((left_old != left_new) | (right_old != right_new))
         rows, cols = torch.nonzero(stale, as_tuple=True)
         return rows, cols, self.language.denoise_positions(x_new, rows, cols, self.dtype)

@@ -34,7 +34,7 @@ def test_environment_yml_matches_pyproject():
 def test_ci_runs_the_readme_test_command():
     readme = (ROOT / "README.md").read_text()
     ci = (ROOT / ".ci" / "run").read_text()
-    command = "python3 -m mdmlib.bootstrap test"
+    command = "python3 -m mdmlib.bootstrap pytest"
     assert command in readme and command in ci
     assert "python3 -m mdmlib.bootstrap run" in readme
 
