@@ -4,6 +4,7 @@ Inaccurate Categorical Sampling" (arXiv 2409.02908).
 
 Modules follow the paper:
   scale        quick | full | paper, read from MDMLIB_SCALE
+  progress     progress bars, throttled, off with MDMLIB_PROGRESS=0
   precision    float formats, the Gumbel cap M, what torch.rand really returns
   categorical  the categorical samplers used in practice and their validation
   truncation   the exact law of a truncated Gumbel-max sampler (Prop. 5.2)

@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import torch
-from tqdm.auto import tqdm
 
 from .categorical import check_probabilities
+from .progress import progress
 
 
 def count_classes(sampler, p, n: int, generator: torch.Generator, *, chunk: int = 1 << 23, desc: str | None = None, **kwargs) -> torch.Tensor:
@@ -19,7 +19,7 @@ def count_classes(sampler, p, n: int, generator: torch.Generator, *, chunk: int 
     K = p.numel()
     rows = max(1, chunk // K)
     counts = torch.zeros(K, dtype=torch.int64)
-    with tqdm(total=n, desc=desc, unit="draw", unit_scale=True, disable=desc is None) as bar:
+    with progress(total=n, desc=desc, unit="draw", unit_scale=True, show=desc is not None) as bar:
         done = 0
         while done < n:
             m = min(rows, n - done)

@@ -17,8 +17,7 @@ from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
-from tqdm.auto import tqdm
-
+from .progress import progress
 from .scale import current_scale
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
@@ -29,7 +28,7 @@ def run_notebook(path: Path, out: Path, timeout: int = 3600) -> float:
     start = time.time()
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
     code_cells = sum(c.cell_type == "code" for c in nb.cells)
-    with tqdm(total=code_cells, desc=path.stem, unit="cell", leave=False) as cells:
+    with progress(total=code_cells, desc=path.stem, unit="cell", leave=False) as cells:
         client.on_cell_executed = lambda **_: cells.update()
         client.execute()
     out.mkdir(parents=True, exist_ok=True)
@@ -60,7 +59,7 @@ def main(argv: list[str]) -> int:
         print("no notebooks matched", argv)
         return 1
     print(f"scale: {current_scale()}  notebooks: {len(paths)}")
-    with tqdm(paths, unit="notebook", desc="notebooks") as bar:
+    with progress(paths, unit="notebook", desc="notebooks") as bar:
         for path in bar:
             seconds = run_notebook(path, out)
             bar.write(f"{path.name}: {seconds:.0f} s")

@@ -27,10 +27,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from tqdm.auto import tqdm
 
 from .categorical import inverse_cdf
 from .mdm_step import FLOAT32_EPS, dense_step, sparse_step
+from .progress import progress as progress_bar
 from .schedules import mask_probability, time_grid, unmask_step_probabilities
 
 
@@ -117,7 +117,7 @@ def ancestral_sample(
     grid = time_grid(steps)
     move = mask_probability(schedule, grid)
     cache = _Cache(denoiser, x)
-    for n in tqdm(range(steps), desc=f"{precision} {implementation}, {steps} steps", leave=False, disable=not progress):
+    for n in progress_bar(range(steps), desc=f"{precision} {implementation}, {steps} steps", leave=False, show=progress):
         rows, cols = torch.nonzero(x == V, as_tuple=True)
         if rows.numel() == 0:
             break
@@ -155,7 +155,7 @@ def exact_sample(
     rank = torch.empty_like(step_of).scatter_(1, order, torch.cumsum(new_step, 1) - 1)  # which round
     grid = time_grid(steps)
     cache = _Cache(denoiser, x)
-    for r in tqdm(range(int(rank.max()) + 1), desc=f"exact, {steps} steps", leave=False, disable=not progress):
+    for r in progress_bar(range(int(rank.max()) + 1), desc=f"exact, {steps} steps", leave=False, show=progress):
         rows, cols = torch.nonzero(rank == r, as_tuple=True)
         seqs = torch.unique(rows)
         cache.update(x, seqs, grid[step_of[seqs, cols[torch.searchsorted(rows, seqs)]]])
