@@ -16,9 +16,10 @@ REFRESH_SECONDS = 1.0
 
 def progress_enabled() -> bool:
     value = os.environ.get("MDMLIB_PROGRESS", "1").strip().lower()
-    if value not in ("0", "1", "false", "true", "no", "yes", "off", "on"):
-        raise ValueError(f"MDMLIB_PROGRESS must be 0 or 1, got {value!r}")
-    return value in ("1", "true", "yes", "on")
+    on, off = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+    if value not in on + off:
+        raise ValueError(f"MDMLIB_PROGRESS must be one of {on + off}, got {value!r}")
+    return value in on
 
 
 def progress(iterable=None, *, show: bool = True, **kwargs) -> tqdm:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
+
 from .progress import progress
 from .scale import current_scale
 
