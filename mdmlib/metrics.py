@@ -45,13 +45,16 @@ def gen_ppl(nll_per_token: torch.Tensor) -> Estimate:
     return Estimate(ppl, ppl * m.se)
 
 
-def summarize(language, x: torch.Tensor, nfe: torch.Tensor | None = None) -> dict:
-    """NLL per token, Gen PPL and sentence entropy (each mean and SE) of samples x
-    under the exact language, and the mean NFE if given."""
-    nll = language.nll_per_token(x)
-    out = {"nll": estimate(nll), "gen_ppl": gen_ppl(nll), "entropy": estimate(sentence_entropy(x))}
-    if nfe is not None:
-        out["nfe"] = estimate(nfe.to(torch.float64))
+def summarize(run: dict) -> dict:
+    """Mean and SE of NLL per token, Gen PPL and sentence entropy (and NFE where
+    present) from a run's per-sequence values, as mdmlib.experiments returns them."""
+    missing = [k for k in ("nll", "entropy") if k not in run]
+    if missing:
+        raise ValueError(f"a run needs per-sequence values for {missing}; it has {sorted(run)}")
+    per_sequence = {k: torch.as_tensor(run[k], dtype=torch.float64) for k in ("nll", "entropy", "nfe") if k in run}
+    out = {"nll": estimate(per_sequence["nll"]), "gen_ppl": gen_ppl(per_sequence["nll"]), "entropy": estimate(per_sequence["entropy"])}
+    if "nfe" in per_sequence:
+        out["nfe"] = estimate(per_sequence["nfe"])
     return out
 
 
