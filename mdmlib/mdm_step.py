@@ -30,9 +30,12 @@ from __future__ import annotations
 import torch
 
 from .categorical import exponential_race, race_score, truncated_race
+from .precision import float_format
 
 PRECISIONS = ("float32", "float64", "float64+trunc")
-FLOAT32_EPS = 2.0**-24  # float32's eps: the default truncation of "float64+trunc"
+# 2^-24, float32's gap below one (the paper's epsilon; torch.finfo's eps is 2^-23):
+# the default truncation of "float64+trunc"
+FLOAT32_GAP_BELOW_ONE = float_format(torch.float32).gap_below_one
 
 
 def _check(precision: str, eps: float) -> None:
@@ -58,7 +61,7 @@ def step_categories(mu: torch.Tensor, move_t: float, move_s: float, precision: s
     return torch.cat([mu.to(m_t.dtype) * (m_t - m_s), m_s.expand(mu.shape[0], 1)], 1)
 
 
-def dense_step(mu: torch.Tensor, move_t: float, move_s: float, precision: str, generator: torch.Generator, eps: float = FLOAT32_EPS) -> torch.Tensor:
+def dense_step(mu: torch.Tensor, move_t: float, move_s: float, precision: str, generator: torch.Generator, eps: float = FLOAT32_GAP_BELOW_ONE) -> torch.Tensor:
     """The literal step for n masked positions, mu (n, V). Returns (n,) new tokens,
     V where the position stays masked."""
     _check(precision, eps)
@@ -125,7 +128,7 @@ def sparse_step(
     move_s: float,
     precision: str,
     generator: torch.Generator,
-    eps: float = FLOAT32_EPS,
+    eps: float = FLOAT32_GAP_BELOW_ONE,
     dense_fraction: float = 1 / 8,
 ) -> torch.Tensor:
     """The same law as `dense_step(mu[rows, cols], ...)`, drawing O(1) numbers per

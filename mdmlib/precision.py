@@ -1,9 +1,12 @@
 """Floating-point formats and the cap they put on a Gumbel variable.
 
 A format with f fraction bits spaces its numbers in [1/2, 1) by 2^-(f+1), so
-the largest value below 1 is 1 - eps with eps = 2^-(f+1). A uniform u stored
-in that format can never exceed 1 - eps, hence g = -log(-log u) can never
-exceed M = -log(-log(1 - eps)): the Gumbel variable is truncated at M.
+the largest value below 1 is 1 - eps with eps = 2^-(f+1): the paper's epsilon,
+called `gap_below_one` here. It is half of `torch.finfo(dtype).eps`, which is
+the gap just *above* 1 (2^-f); the two are easy to confuse, hence the name.
+A uniform u stored in that format can never exceed 1 - eps, hence
+g = -log(-log u) can never exceed M = -log(-log(1 - eps)): the Gumbel variable
+is truncated at M.
 """
 from __future__ import annotations
 
@@ -51,16 +54,18 @@ class FloatFormat:
     fraction_bits: int
 
     @property
-    def eps(self) -> float:
+    def gap_below_one(self) -> float:
+        """The paper's epsilon, 2^-(f+1): 1 minus the largest value below 1
+        (half of torch.finfo(dtype).eps, the gap above 1)."""
         return 2.0 ** -(self.fraction_bits + 1)
 
     @property
     def largest_below_one(self) -> float:
-        return 1.0 - self.eps
+        return 1.0 - self.gap_below_one
 
     @property
     def gumbel_cap(self) -> float:
-        return gumbel_cap(self.eps)
+        return gumbel_cap(self.gap_below_one)
 
 
 def float_format(dtype) -> FloatFormat:

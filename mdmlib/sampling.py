@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import torch
 
 from .categorical import inverse_cdf
-from .mdm_step import FLOAT32_EPS, dense_step, sparse_step
+from .mdm_step import FLOAT32_GAP_BELOW_ONE, dense_step, sparse_step
 from .progress import progress as progress_bar
 from .schedules import mask_probability, time_grid, unmask_step_probabilities
 
@@ -104,7 +104,7 @@ def ancestral_sample(
     generator: torch.Generator,
     *,
     schedule: str = "linear",
-    eps: float = FLOAT32_EPS,
+    eps: float = FLOAT32_GAP_BELOW_ONE,
     implementation: str = "sparse",
     progress: bool = True,
 ) -> Samples:

@@ -47,7 +47,7 @@ def test_law_on_grid_matches_the_real_sampler(sampler, dtype):
     assert chi_square_test(counts, law).p_value > 1e-3
     # ...and it is not the continuous closed form at this format's cap: at 2e6 draws the
     # chi-square non-centrality between the two laws is over 100 (3 degrees of freedom).
-    assert chi_square_test(counts, truncated_law(p, eps=float_format(dtype).eps)).p_value < 1e-6
+    assert chi_square_test(counts, truncated_law(p, eps=float_format(dtype).gap_below_one)).p_value < 1e-6
 
 
 def test_copies_are_blocks_of_identical_classes():

@@ -46,4 +46,4 @@ def test_probe_sees_the_float32_grid():
     f = float_format(torch.float32)
     assert probe.largest <= f.largest_below_one
     # 2^26 draws expect the top value 4 times: it is missed with probability e^-4; seed 0 sees it.
-    assert probe.spacing_below_largest == f.eps
+    assert probe.spacing_below_largest == f.gap_below_one

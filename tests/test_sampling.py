@@ -53,7 +53,9 @@ def test_ancestral_float64_has_the_law_of_the_exact_sampler(tiny, steps):
     a = ancestral_sample(den, 30_000, L, steps, "float64", torch.Generator().manual_seed(2), progress=False)
     b = exact_sample(den, 30_000, L, steps, torch.Generator().manual_seed(3), progress=False)
     assert chi_square_two_sample(_sequence_counts(a.tokens, 3), _sequence_counts(b.tokens, 3)).p_value > 1e-3
-    assert chi_square_two_sample(a.nfe, b.nfe).p_value > 1e-3 if (a.nfe != a.nfe[0]).any() else (a.nfe == b.nfe).all()
+    # NFE per sequence is a random count: compare the two histograms of its values
+    width = int(max(a.nfe.max(), b.nfe.max())) + 1
+    assert chi_square_two_sample(torch.bincount(a.nfe, minlength=width), torch.bincount(b.nfe, minlength=width)).p_value > 1e-3
 
 
 @pytest.mark.parametrize("precision", ["float32", "float64+trunc"])

@@ -1,32 +1,129 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 
-from mdmlib.stats import binomial_z, chi_square_test, mean_and_se
+from mdmlib.stats import (
+    binomial_power,
+    binomial_z,
+    chi_square_power,
+    chi_square_test,
+    chi_square_two_sample,
+    mean_and_se,
+    two_sample_power,
+    z_power,
+)
 
 
-def test_chi_square_two_bins_matches_the_normal_approximation():
-    # With two bins, X^2 = z^2 and the p-value is the two-sided normal tail.
-    res = chi_square_test([5300, 4700], [0.5, 0.5])
-    z = binomial_z(5300, 10000, 0.5)
-    assert math.isclose(res.statistic, z * z, rel_tol=1e-12)
-    assert math.isclose(res.p_value, math.erfc(abs(z) / math.sqrt(2)), rel_tol=1e-9)
+def test_two_classes_use_the_exact_binomial_test():
+    # P(X >= 7) for Bin(10, 1/2) is 176/1024; two-sided: twice that
+    res = chi_square_test([3, 7], [0.5, 0.5])
+    assert res.method == "binomial" and res.p_value == pytest.approx(352 / 1024, rel=1e-12)
 
 
-def test_chi_square_dof2_closed_form():
-    # For 2 degrees of freedom the p-value is exp(-X^2/2).
+def test_a_tiny_expected_count_is_not_blown_up():
+    # one draw of a class expected 0.01 times happens about 1% of the time; the old
+    # pooling (a bin of expected count 0.01) called it p = 4e-23
+    res = chi_square_test([999, 1], [1 - 1e-5, 1e-5])
+    assert res.p_value == pytest.approx(2 * -math.expm1(1000 * math.log1p(-1e-5)), rel=1e-9)
+
+
+def test_dof2_closed_form():
+    # for 2 degrees of freedom the p-value is exp(-X^2/2)
     res = chi_square_test([30, 40, 30], [1 / 3, 1 / 3, 1 / 3])
-    assert res.dof == 2
+    assert res.method == "pearson" and res.dof == 2
     assert math.isclose(res.p_value, math.exp(-res.statistic / 2), rel_tol=1e-12)
 
 
-def test_small_bins_are_pooled_and_impossible_counts_fail():
-    res = chi_square_test([1000, 1, 2], [0.998, 0.001, 0.001])
-    assert res.dof == 1
+def test_small_classes_are_pooled_until_the_pool_is_large_enough():
+    # expected 900, 90, 9, 0.9, 0.1: the last two (1.0 together) take in the 9
+    res = chi_square_test([900, 90, 9, 1, 0], [0.9, 0.09, 0.009, 0.0009, 0.0001])
+    assert res.dof == 2 and res.p_value == pytest.approx(1.0)
     assert chi_square_test([10, 1], [1.0, 0.0]).p_value == 0.0
-    with pytest.raises(ValueError, match="differ in shape"):
-        chi_square_test([1, 2], [1.0])
+
+
+def _rejection_rate(draw, test, reps, alpha, seed):
+    rng = np.random.default_rng(seed)
+    return np.mean([test(*draw(rng)) < alpha for _ in range(reps)])
+
+
+def test_goodness_of_fit_holds_its_level_with_tiny_classes():
+    # Under the null, p < alpha must happen at most about alpha of the time.
+    law = np.array([0.9, 0.09, 0.009, 0.0009, 0.0001])
+    reps, alpha = 4000, 0.01
+    rate = _rejection_rate(lambda rng: (rng.multinomial(1000, law), law), lambda c, p: chi_square_test(c, p).p_value, reps, alpha, 0)
+    assert rate < alpha + 3 * math.sqrt(alpha * (1 - alpha) / reps), rate
+
+
+def test_power_agrees_with_simulation():
+    # the noncentral chi-square power against the rejection rate of the real test
+    null = np.array([0.4, 0.3, 0.2, 0.1])
+    alt = np.array([0.43, 0.28, 0.19, 0.10])
+    n, reps, alpha = 2500, 3000, 1e-2
+    power = chi_square_power(null, alt, n, alpha)
+    assert 0.3 < power < 0.9  # a regime where a wrong power formula shows
+    rate = _rejection_rate(lambda rng: (rng.multinomial(n, alt), null), lambda c, p: chi_square_test(c, p).p_value, reps, alpha, 1)
+    assert abs(rate - power) < 4 * math.sqrt(power * (1 - power) / reps), (rate, power)
+
+
+def test_two_sample_power_agrees_with_simulation():
+    a, b = np.array([0.5, 0.3, 0.2]), np.array([0.45, 0.33, 0.22])
+    n, reps, alpha = 2000, 2000, 1e-2
+    power = two_sample_power(a, b, n, n, alpha)
+    assert 0.3 < power < 0.9
+    rate = _rejection_rate(lambda rng: (rng.multinomial(n, a), rng.multinomial(n, b)), lambda x, y: chi_square_two_sample(x, y).p_value, reps, alpha, 2)
+    assert abs(rate - power) < 4 * math.sqrt(power * (1 - power) / reps), (rate, power)
+
+
+def test_binomial_power_is_exact():
+    # Bin(20, 1/2), alpha = 0.05: the central exact test rejects k <= 5 or k >= 15
+    lo = sum(math.comb(20, k) for k in range(6)) / 2**20
+    assert 2 * lo <= 0.05 < 2 * (lo + math.comb(20, 6) / 2**20)
+    q = 0.8
+    want = sum(math.comb(20, k) * q**k * (1 - q) ** (20 - k) for k in list(range(6)) + list(range(15, 21)))
+    assert binomial_power(0.5, q, 20, alpha=0.05) == pytest.approx(want, rel=1e-10)
+    assert binomial_power(0.5, 0.5, 20, alpha=0.05) <= 0.05
+
+
+def test_two_sample_homogeneity():
+    res = chi_square_two_sample([5000, 3000, 2000], [5000, 3000, 2000])
+    assert res.method == "pearson" and res.p_value == pytest.approx(1.0)
+    assert chi_square_two_sample([5000, 3000, 2000], [4000, 3500, 2500]).p_value < 1e-20
+    # two bins left: Fisher's exact test
+    assert chi_square_two_sample([100, 0], [90, 3]).method == "fisher"
+
+
+def test_z_power():
+    assert z_power(0.0) == pytest.approx(2 * 0.0013498980316301, rel=1e-9)
+    assert z_power(6.0) > 0.99 and z_power(-6.0) > 0.99
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: chi_square_test([1, -2], [0.5, 0.5]), "negative"),
+        (lambda: chi_square_test([1.5, 2], [0.5, 0.5]), "whole numbers"),
+        (lambda: chi_square_test([1, 2], [0.5, float("nan")]), "NaN"),
+        (lambda: chi_square_test([1, 2], [1.0]), "differ in shape"),
+        (lambda: chi_square_test([0, 0], [0.5, 0.5]), "all zero"),
+        (lambda: chi_square_test([1, 2], [0.0, 0.0]), "all zero"),
+        (lambda: chi_square_test([1, 1, 1], [1 / 3] * 3), "too few draws"),
+        (lambda: chi_square_two_sample([1, 2], [1, 2, 3]), "differ in shape"),
+        (lambda: chi_square_two_sample([0, 0], [1, 2]), "at least one count"),
+        (lambda: chi_square_power([0.5, 0.5], [0.4, 0.6], 0), "positive whole number"),
+        (lambda: chi_square_power([0.5, 0.5], [0.4, 0.6], 10.5), "positive whole number"),
+        (lambda: binomial_power(0.5, 1.5, 10), "alternative_p"),
+        (lambda: binomial_z(3, 0, 0.5), "trials"),
+        (lambda: binomial_z(11, 10, 0.5), "successes"),
+        (lambda: binomial_z(3, 10, 1.0), "p must lie"),
+        (lambda: mean_and_se([1.0]), "at least two"),
+        (lambda: mean_and_se([1.0, float("inf")]), "infinite"),
+    ],
+)
+def test_bad_inputs_are_named(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
 
 
 def test_mean_and_se():

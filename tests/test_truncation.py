@@ -86,7 +86,13 @@ def test_permutation_invariance(xs, M, rnd):
     perm = list(range(len(xs)))
     rnd.shuffle(perm)
     perm = torch.tensor(perm)
-    assert torch.allclose(truncated_law(p[perm], M), truncated_law(p, M)[perm], rtol=1e-13, atol=1e-300)
+    # Sums in another order round differently (~K ulp), and the law of class n,
+    # ~exp(-delta D_n / p_n), multiplies a relative rounding of p by delta / p_n (D_n <= 1)
+    q = p / p.sum()
+    delta = math.exp(-M)
+    rtol = len(xs) * 2.0**-52 * (4 + delta / torch.where(q > 0, q, torch.ones_like(q)))
+    a, b = truncated_law(p[perm], M), truncated_law(p, M)[perm]
+    assert ((a - b).abs() <= rtol[perm] * b).all()
 
 
 def test_batches_are_rows():
@@ -112,7 +118,7 @@ def test_large_vocabularies_and_tiny_probabilities_stay_finite():
 def test_eps_and_cap_agree_and_exactly_one_is_given():
     p = torch.tensor([0.1, 0.9], dtype=torch.float64)
     f = float_format(torch.bfloat16)
-    assert torch.equal(truncated_law(p, eps=f.eps), truncated_law(p, f.gumbel_cap))
+    assert torch.equal(truncated_law(p, eps=f.gap_below_one), truncated_law(p, f.gumbel_cap))
     with pytest.raises(ValueError, match="exactly one"):
         truncated_law(p)
     with pytest.raises(ValueError, match="exactly one"):
