@@ -8,18 +8,20 @@ Modules follow the paper:
   precision    float formats, the Gumbel cap M, what torch.rand really returns
   categorical  the categorical samplers used in practice and their validation
   truncation   the exact law of a truncated Gumbel-max sampler (Prop. 5.2)
-  grid_law     the exact law of a sampler whose uniforms live on a finite grid
+  grid_law     the exact law of a sampler whose uniforms live on a finite grid (CPU and CUDA generators)
   symbolic     SymPy forms of the law, for exact proofs
   stats        chi-square and z tests sized from the sample
   montecarlo   class counts of a sampler, in memory-sized chunks
   synthetic    a language with exact likelihood, sampling and optimal denoiser
   schedules    masking schedules and the sampler's time grid
   mdm_step     one masked-diffusion categorical step: the literal line and an O(1) sampler of its law
+  literal_line the literal line of one step with a flat mu, counted at the cost of its uniforms
   sampling     ancestral (MDLM), fast exact and autoregressive samplers
   metrics      sentence entropy, Gen PPL, standard errors, effective temperature
   experiments  the cached runs of notebooks 05 and 06
   results      figures and json written whole, and an on-disk cache
   benchmarks   speed checks that print figures (python -m mdmlib.benchmarks)
+  gpu_check    checks that need a GPU (python -m mdmlib.gpu_check); exits 0 without one
   bootstrap    the README's set-up command (python3 -m mdmlib.bootstrap run|pytest)
 """
 __version__ = "0.1.0"
