@@ -1,4 +1,5 @@
-"""The sampling experiments of notebooks 05 and 06, cached on disk.
+"""The sampling experiments of notebooks 05 and 06, and the one-step laws of notebooks
+03 and 04, cached on disk.
 
 Each run returns per-sequence values (exact NLL per token, sentence entropy,
 NFE) so that means and standard errors can be formed afterwards. Runs are
@@ -7,6 +8,7 @@ library code they depend on, so a change to a sampler invalidates them.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time
 import zlib
@@ -15,6 +17,8 @@ from pathlib import Path
 
 import torch
 
+from .grid_law import law_on_grid
+from .mdm_step import step_categories
 from .metrics import sentence_entropy
 from .results import cached
 from .sampling import ancestral_sample, ar_sample, exact_sample
@@ -23,6 +27,7 @@ from .synthetic import ExactDenoiser, LanguageSpec, MarkovLanguage
 
 MDM_SAMPLERS = ("float32", "float64", "float64+trunc", "exact")
 _CODE = ("synthetic.py", "sampling.py", "mdm_step.py", "schedules.py", "categorical.py", "metrics.py", "experiments.py")
+_LAW_CODE = ("grid_law.py", "categorical.py", "precision.py", "mdm_step.py")
 
 
 @dataclass(frozen=True)
@@ -44,10 +49,17 @@ def current_setup() -> Setup:
     return by_scale(quick=SETUPS["quick"], full=SETUPS["full"])
 
 
-def code_fingerprint() -> str:
+def ablation_setup() -> Setup:
+    """The blog's 2,048-step ablation: the current setup with more samples, enough to
+    resolve float32 from 64-bit + truncation (notebook 05, check 4)."""
+    setup = current_setup()
+    return dataclasses.replace(setup, batch=by_scale(quick=512, full=3 * setup.batch))
+
+
+def code_fingerprint(files: tuple = _CODE) -> str:
     here = Path(__file__).resolve().parent
     digest = hashlib.sha256()
-    for name in _CODE:
+    for name in files:
         digest.update((here / name).read_bytes())
     return digest.hexdigest()[:12]
 
@@ -104,3 +116,18 @@ def run_ar(setup: Setup, temperature: float) -> dict:
         return _per_sequence(language, x)
 
     return cached("ar", _params(setup, temperature=temperature), compute)
+
+
+def step_grid_law(mu: torch.Tensor, h: float, device: str = "cpu") -> torch.Tensor:
+    """The law of the real float32 line in one masked-diffusion step with denoiser output
+    mu (V tokens) and step h = (t - s) / t: the categories [mu h, 1 - h] formed in float32
+    as the line forms them, then `law_on_grid` on `device`'s generator. Returns V + 1
+    probabilities (tokens, then the mask), cached on disk by mu, h, device and the code."""
+    mu = torch.as_tensor(mu, dtype=torch.float64)
+    params = {"mu": hashlib.sha256(mu.numpy().tobytes()).hexdigest()[:16], "V": mu.numel(), "h": float(h), "device": device, "code": code_fingerprint(_LAW_CODE)}
+
+    def compute():
+        categories = step_categories(mu[None], 1.0, 1.0 - float(h), "float32")[0].to(torch.float64)
+        return {"law": law_on_grid(categories, torch.float32, device=device)}
+
+    return torch.tensor(cached("step_grid_law", params, compute)["law"], dtype=torch.float64)
