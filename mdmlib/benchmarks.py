@@ -1,7 +1,9 @@
 """Speed checks that print figures: `python -m mdmlib.benchmarks [truncation ...]`.
 
 Timings are medians of repeated runs on this machine's CPU with the thread
-count torch uses by default; ratios are measured side by side in one run.
+count torch uses by default (whole sampling runs are timed once); ratios are
+measured side by side in one run, on the same work. Each benchmark's docstring
+says what its times include and exclude. Timings on a shared machine are noisy.
 """
 from __future__ import annotations
 
@@ -56,36 +58,62 @@ class _FixedDenoiser:
         return empty, empty, self.mu.new_empty(0, self.mu.shape[-1])
 
 
-def bench_mdm_step(batch: int = 8, length: int = 1024, vocab: int = 50_257, steps: tuple = (1_000, 10_000)) -> None:
-    """The fast exact sampler against the 32-bit categorical step it replaces, at MDLM's
-    sizes (batch 8, length 1,024, GPT-2's 50,257 tokens + mask), denoiser cost excluded.
+def _timed(fn) -> tuple[float, object]:
+    start = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - start, out
 
-    The literal float32 step costs the same for every masked position, so it is timed
-    per position (on 1,024 positions at t = 1) and multiplied by the expected number of
-    masked positions over a run, batch * length * (N + 1) / 2 for the linear schedule.
-    The exact sampler and the sparse float32 step are timed over whole runs."""
-    from .mdm_step import dense_step
+
+def bench_mdm_step(batch: int = 2, length: int = 128, vocab: int = 2_048, steps: tuple = (64, 256), repeats: int = 3) -> None:
+    """Whole sampling runs of MDLM's ancestral sampler, side by side on the same work: the
+    literal float32 line (dense, V + 1 uniforms per masked position per step), the literal
+    float64 line (the paper's fix), the O(1) sparse sampler with each line's law, and the
+    fast exact sampler (the float64 line's law, visiting only steps where something unmasks).
+
+    Sizes are small enough for the literal lines to run (batch 2, length 128, V = 2,048,
+    the quick language's vocabulary); a larger V or batch multiplies the literal lines'
+    cost and not the others'. The denoiser is a fixed tensor, so the times are the
+    categorical step and the sampler's bookkeeping only; the network's cost enters
+    through the cost model time = NFE x t_net + t_cat, printed with t_net measured for the
+    synthetic language's exact denoiser at this size."""
+    from .experiments import SETUPS
     from .sampling import ancestral_sample, exact_sample
+    from .synthetic import ExactDenoiser, MarkovLanguage
 
     g = torch.Generator().manual_seed(0)
     mu = torch.softmax(3 * torch.randn(batch, length, vocab, generator=g), -1)  # peaked and heavy-tailed rows
     den = _FixedDenoiser(mu)
-    rows = mu[0, :1024]
-    t_dense = _median_seconds(lambda: dense_step(rows, 1.0, 1.0 - 1e-3, "float32", g), 3) / rows.shape[0]
-    print(f"literal float32 step: {t_dense * 1e6:.0f} us per masked position ({torch.get_num_threads()} threads)")
+    samplers = {
+        "literal float32 line (dense)": lambda n: ancestral_sample(den, batch, length, n, "float32", g, implementation="dense", progress=False),
+        "literal float64 line (dense)": lambda n: ancestral_sample(den, batch, length, n, "float64", g, implementation="dense", progress=False),
+        "float32 law, O(1) sparse step": lambda n: ancestral_sample(den, batch, length, n, "float32", g, progress=False),
+        "float64 law, O(1) sparse step": lambda n: ancestral_sample(den, batch, length, n, "float64", g, progress=False),
+        "exact fast sampler (float64 law)": lambda n: exact_sample(den, batch, length, n, g, progress=False),
+        # the first-hitting sampler (Prop. 4.1) joins this table here once mdmlib.sampling has it
+    }
+    spec = SETUPS["quick"].language
+    language_denoiser = ExactDenoiser(MarkovLanguage(spec))
+    t_net = None
+    if spec.vocab_size == vocab:
+        x = torch.full((batch, length), language_denoiser.mask_id)
+        t_net = _median_seconds(lambda: language_denoiser(x), 5)
+    print(f"batch {batch}, length {length}, V = {vocab:,}, {torch.get_num_threads()} threads; denoiser excluded (a fixed tensor); "
+          f"t_net = {t_net * 1e3:.1f} ms per call (the synthetic language's exact denoiser at this size)" if t_net else "")
     for n in steps:
-        masked = batch * length * (n + 1) / 2
-        dense_total = t_dense * masked
-        start = time.perf_counter()
-        exact_sample(den, batch, length, n, g, progress=False)
-        t_exact = time.perf_counter() - start
-        line = f"N = {n:6,d}: float32 line {dense_total:8.1f} s (projected), exact fast sampler {t_exact:6.2f} s: {dense_total / t_exact:,.0f}x faster"
-        if n <= 1_000:
-            start = time.perf_counter()
-            ancestral_sample(den, batch, length, n, "float32", g, progress=False)
-            t_sparse = time.perf_counter() - start
-            line += f"; sparse float32 (same law as the line) {t_sparse:6.2f} s: {dense_total / t_sparse:,.0f}x"
-        print(line)
+        # round-robin repeats and medians: a load that drifts during the run hits every sampler alike
+        times, outs = {name: [] for name in samplers}, {}
+        for _ in range(repeats):
+            for name, f in samplers.items():
+                seconds, outs[name] = _timed(lambda f=f: f(n))
+                times[name].append(seconds)
+        timed = {name: (statistics.median(t), outs[name]) for name, t in times.items()}
+        base = timed["literal float32 line (dense)"][0]
+        print(f"N = {n:,} steps (median of {repeats} round-robin runs):")
+        print(f"  {'sampler':34s} {'t_cat (s)':>10s} {'vs float32 line':>16s} {'NFE':>7s} {'NFE x t_net + t_cat (s)':>24s}")
+        for name, (seconds, out) in timed.items():
+            nfe = out.nfe.double().mean().item()
+            model = f"{nfe * t_net + seconds:24.2f}" if t_net else f"{'':>24s}"
+            print(f"  {name:34s} {seconds:10.3f} {base / seconds:15.1f}x {nfe:7.1f} {model}")
 
 
 def bench_denoiser() -> None:
