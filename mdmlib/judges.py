@@ -119,13 +119,13 @@ class ExactJudge:
 
     def token_nll(self, token_ids: torch.Tensor) -> torch.Tensor:
         x = _token_batch(token_ids, "token_ids")
-        first = -self.language.log_likelihood(x[:, :1])
+        first = -self.language.log_likelihood(x[:, :1])[:, None]
         if x.shape[1] == 1:
             return first
         # the chain is stationary, so p(x_l | x_{l-1}) = p(x_{l-1}, x_l) / p(x_{l-1})
         pairs = x.unfold(1, 2, 1).reshape(-1, 2)
         step = self.language.log_likelihood(pairs) - self.language.log_likelihood(pairs[:, :1])
-        return torch.cat([first[:, None], -step.reshape(x.shape[0], -1)], 1)
+        return torch.cat([first, -step.reshape(x.shape[0], -1)], 1)
 
     def score(self, samples: torch.Tensor) -> Scores:
         x = _token_batch(samples)

@@ -201,6 +201,7 @@ def test_exact_judge_is_the_languages_likelihood():
     judge = ExactJudge(language)
     ll = language.log_likelihood(x)
     assert torch.allclose(judge.token_nll(x).sum(1), -ll, rtol=8 * 12 * EPS64, atol=0)
+    assert torch.equal(judge.token_nll(x[:, :1]), -language.log_likelihood(x[:, :1])[:, None])
     assert torch.equal(judge.score(x).nll_sum, -ll) and (judge.score(x).count == 12).all()
     # equal lengths: the pooled Gen PPL and its SE are the per-sequence ones of mdmlib.metrics
     pooled, per_sequence = judge.gen_ppl(x), gen_ppl(language.nll_per_token(x))
