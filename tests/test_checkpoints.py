@@ -191,6 +191,9 @@ def test_missing_files_and_fields(tmp_path):
     folder = _broken(tmp_path, change_config=lambda c: c.pop("n_heads"))
     with pytest.raises(ValueError, match="n_heads"):
         load_pretrained(folder)
+    folder = _broken(tmp_path, change_config=lambda c: c.update(n_heads=5))
+    with pytest.raises(ValueError, match="describes no valid network"):
+        load_pretrained(folder)
     _raises_exactly(CheckpointNotFoundError, tmp_path / "nowhere" / "at" / "all", "no folder")
 
 

@@ -27,6 +27,7 @@ DeviceUnavailableError (mdmlib.models.device) for CUDA asked for where there is 
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import pickle
 import re
@@ -45,7 +46,8 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 TORCH_WEIGHTS_NAME = "pytorch_model.bin"
 PREFIX = {"mdlm": "backbone.", "ar": "backbone.", "sedd": ""}
-INERT_MODULES = ("omegaconf", "transformers", "tokenizers", "lightning", "pytorch_lightning", "lightning_fabric", "collections", "pathlib", "typing")
+# libraries whose objects Lightning (and MDLM's training code) pickles beside the weights
+INERT_MODULES = ("omegaconf", "transformers", "tokenizers", "lightning", "pytorch_lightning", "lightning_fabric", "numpy", "collections", "pathlib", "typing")
 _SHOWN = 12  # names listed in an error before "... and N more"
 
 
@@ -115,6 +117,10 @@ def config_from_json(data: dict, source: str = CONFIG_NAME) -> DiTConfig:
         return DiTConfig(kind=kind, **{name: data[name] for name in _MDLM_FIELDS})
     except KeyError as e:
         raise CheckpointError(f"{source} lacks the field {e.args[0]!r}") from e
+    except (ValueError, TypeError) as e:
+        if isinstance(e, CheckpointError):
+            raise
+        raise CheckpointError(f"{source} describes no valid network: {e}") from e
 
 
 def architecture_of(state: dict[str, torch.Tensor]) -> dict:
@@ -182,7 +188,9 @@ def safe_torch_load(path) -> object:
     if refused:
         raise _refused(path, refused)
     try:
-        with torch.serialization.safe_globals([(_stand_in(n), n) for n in names]):
+        # (names is empty before torch 2.5, which lacks both calls: then only plain files load)
+        stand_ins = torch.serialization.safe_globals([(_stand_in(n), n) for n in names]) if names else contextlib.nullcontext()
+        with stand_ins:
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         if "Weights only load failed" not in str(e):

@@ -90,7 +90,10 @@ class _NetworkDenoiser:
             raise ValueError(f"t must be a number or have shape ({batch},), got {tuple(t.shape)}")
         if torch.isnan(t).any() or (t < 0).any() or (t > 1).any():
             raise ValueError("t must lie in [0, 1]")
-        return total_noise(self.schedule, t)
+        sigma = total_noise(self.schedule, t)
+        if self.network.config.time_conditioning and not torch.isfinite(sigma).all():
+            raise ValueError(f"sigma(t) is infinite at t = 1 for the {self.schedule!r} schedule; MDLM and SEDD networks use 'loglinear'")
+        return sigma
 
     def _output(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
