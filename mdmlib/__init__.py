@@ -16,6 +16,7 @@ Modules follow the paper:
   schedules    masking schedules and the sampler's time grid
   mdm_step     one masked-diffusion categorical step: the literal line and an O(1) sampler of its law
   sampling     ancestral (MDLM), fast exact and autoregressive samplers
+  models       MDLM's DiT in plain PyTorch, SEDD's variant, a causal twin; checkpoints (a sub-package)
   metrics      sentence entropy, Gen PPL, standard errors, effective temperature
   experiments  the cached runs of notebooks 05 and 06
   results      figures and json written whole, and an on-disk cache

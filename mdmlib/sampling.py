@@ -18,8 +18,9 @@ exact_sample       the same sampler with exact categorical draws, run fast: in t
                    unmask step is drawn up front; the denoiser is then called only
                    at steps where some token of that sequence unmasks, and a
                    token is drawn from mu only for the positions that unmask.
-ar_sample          left-to-right sampling at a temperature, from any model with
-                   first-token probabilities `pi` and `transition_rows(prev)`.
+ar_sample          left-to-right sampling at a temperature, from a Markov model
+                   (first-token probabilities `pi`, `transition_rows(prev)`) or
+                   any model with `next_token_probabilities(prefix)`.
 NFE counts denoiser evaluations per sequence.
 """
 from __future__ import annotations
@@ -166,7 +167,9 @@ def exact_sample(
 
 def ar_sample(model, batch: int, length: int, temperature: float, generator: torch.Generator) -> torch.Tensor:
     """Left-to-right sampling with every conditional raised to the power 1/temperature
-    and renormalised; `model` provides `pi` (V,) and `transition_rows(prev)` (..., V)."""
+    and renormalised. `model` provides either `next_token_probabilities(prefix)`
+    ((B, l) -> (B, V), l = 0..L-1) or, for a Markov chain, `pi` (V,) and
+    `transition_rows(prev)` (..., V)."""
     if not temperature > 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
 
@@ -174,8 +177,12 @@ def ar_sample(model, batch: int, length: int, temperature: float, generator: tor
         logp = torch.log(p.clamp(min=0))
         return torch.exp((logp - logp.max(-1, keepdim=True).values) / temperature)
 
+    def conditional(l: int) -> torch.Tensor:
+        if hasattr(model, "next_token_probabilities"):
+            return model.next_token_probabilities(x[:, :l])
+        return model.pi.expand(batch, -1) if l == 0 else model.transition_rows(x[:, l - 1])
+
     x = torch.empty(batch, length, dtype=torch.int64)
-    x[:, 0] = inverse_cdf(tempered(model.pi).expand(batch, -1), generator)
-    for l in range(1, length):
-        x[:, l] = inverse_cdf(tempered(model.transition_rows(x[:, l - 1])), generator)
+    for l in range(length):
+        x[:, l] = inverse_cdf(tempered(conditional(l)), generator)
     return x

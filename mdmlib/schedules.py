@@ -48,3 +48,10 @@ def unmask_step_probabilities(schedule: str, steps: int) -> torch.Tensor:
     (m(t_n) - m(t_{n-1})) / m(1). They sum to 1."""
     m = mask_probability(schedule, time_grid(steps))
     return (m[:-1] - m[1:]) / m[0]
+
+
+def total_noise(schedule: str, t: torch.Tensor) -> torch.Tensor:
+    """sigma(t) = -log(1 - m(t)): the noise level a time-conditioned network is given
+    (MDLM and SEDD feed sigma, not t). For "loglinear" it is -log(1 - (1 - eps) t),
+    finite at t = 1; for "linear" and "cosine" it is infinite at t = 1."""
+    return -torch.log1p(-mask_probability(schedule, torch.as_tensor(t)))
