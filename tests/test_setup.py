@@ -27,8 +27,9 @@ def test_environment_yml_matches_pyproject():
     for line in (ROOT / "environment.yml").read_text().splitlines():
         if not line.startswith(" "):
             in_dependencies = line.startswith("dependencies:")
-        m = re.match(r"^  - ([^:#]+)$", line)  # top-level dependency entries (not the pip: block)
-        if in_dependencies and m and not m.group(1).startswith(("python", "pip")):
+        # conda entries ("  - name>=v") and, for what conda-forge lacks, the pip block's ("      - name>=v")
+        m = re.match(r"^(?:  |      )- ([^:#]+?)\s*(?:#.*)?$", line)
+        if in_dependencies and m and not m.group(1).startswith(("python", "pip", "-e")):
             name, version = _requirement(m.group(1))
             conda_side[name] = version
     assert conda_side == pip_side
