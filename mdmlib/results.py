@@ -81,6 +81,16 @@ def save_json(obj: Any, name: str) -> Path:
     return _write_atomically(figures_dir() / f"{_scaled(name)}.json", write)
 
 
+def save_text(text: str, name: str, suffix: str = ".md") -> Path:
+    """Write text as figures/<name><suffix> (<name>_<scale><suffix> outside the quick scale)."""
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w") as f:
+            f.write(text)
+
+    return _write_atomically(figures_dir() / f"{_scaled(name)}{suffix}", write)
+
+
 def save_figure(fig, name: str, dpi: int = 120) -> Path:
     """Write a matplotlib figure as figures/<name>.png (<name>_<scale>.png outside the quick scale)."""
     # Metadata without the Software/date stamps keeps reruns byte-identical.
