@@ -229,6 +229,9 @@ def _law_of_grid_line(x, noise, counts, denominator, combine, copies, tol, max_a
     if counts.shape != noise.shape or int(counts.sum()) != denominator:
         raise ValueError("counts must match the noise and add up to the denominator")
     prefix = torch.cat([torch.zeros(1, dtype=torch.int64), torch.cumsum(counts, 0)])
+    first = combine(x[:1].expand(noise.numel()), noise).to(torch.float64)  # the bisections below rely on this
+    if (first[1:] < first[:-1]).any():
+        raise ValueError("the score is not non-decreasing along the grid: the law cannot be swept")
     # each block's lowest finite score, and the count of its -inf scores
     k_finite = _first_at_least(x, noise, combine, torch.tensor(-math.inf, dtype=torch.float64).expand(B).nextafter(torch.tensor(0.0, dtype=torch.float64)))
     reachable = k_finite < noise.numel()

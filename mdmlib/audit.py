@@ -58,7 +58,7 @@ ZIPF_EXPONENT = 1.1
 PEAK = 0.9
 CONFIDENCE = 0.99  # of every interval reported
 BIASED_P = 1e-6  # "differs": the project's threshold for a difference
-EPS_GRID = 2.0 ** -torch.arange(8, 61, dtype=torch.float64)  # 2^-8 ... 2^-60 for the closed-form fit
+EPS_GRID = 2.0 ** -torch.arange(8, 60.25, 0.5, dtype=torch.float64)  # 2^-8 ... 2^-60, half-binade steps, for the closed-form fit
 
 
 class AuditError(ValueError):
@@ -197,8 +197,8 @@ def clopper_pearson(k: int, n: int, confidence: float = CONFIDENCE) -> tuple[flo
 def sample_size(h: float, bias: float, power: float, alpha: float = ALPHA) -> int:
     """The smallest n at which the exact binomial test of rate h detects a leave rate
     (1 - bias) h, and (1 + bias) h, each with probability >= power."""
-    if not 0 < bias < 1 or not 0 < power < 1:
-        raise ValueError(f"bias and power must lie in (0, 1), got {bias} and {power}")
+    if not 0 < bias <= 1 or not 0 < power < 1:
+        raise ValueError(f"bias must lie in (0, 1] and power in (0, 1), got {bias} and {power}")
     z = sps.norm.isf(alpha / 2) + sps.norm.isf(1 - power)
     n = max(16, int(z * z * h * (1 - h) / (bias * h) ** 2 * 0.9))
     while min(binomial_power(h, h * (1 - bias), n, alpha), binomial_power(h, min(1.0, h * (1 + bias)), n, alpha)) < power:
@@ -227,9 +227,11 @@ def detectable_bias(h: float, n: int, power: float, alpha: float = ALPHA) -> flo
     return hi
 
 
-def _mean_log_mu(log_mu: torch.Tensor, T: float) -> float:
-    w = torch.softmax(log_mu / T, -1)
-    return float((w * log_mu).sum())
+def _mean_log_mu(log_mu, T: float) -> float:
+    """E[log mu] under softmax(log mu / T); in numpy, as it runs many times on one vector."""
+    x = np.asarray(log_mu, dtype=np.float64)
+    w = np.exp((x - x.max()) / T)
+    return float((w * x).sum() / w.sum())
 
 
 def temperature_of_mean(log_mu: torch.Tensor, mean: float) -> float:
@@ -269,6 +271,7 @@ class ProbeResult:
     law_how: str = ""
     unresolved: float = 0.0
     compared: dict = field(default_factory=dict)  # name -> {"leave", "inside", "z"}
+    input_leave: float | None = None  # exact leave rate of the input as rounded to the line's dtype
     token_counts: torch.Tensor | None = None
 
     @property
@@ -307,9 +310,17 @@ def _law_summary(law_fn, probe: Probe, device: str) -> dict:
     return cached("audit_law", {"law": key, "probe": probe.key(), "device": torch.device(device).type, "torch": torch.__version__}, compute)
 
 
-def _exact_result(law_fn, probe: Probe, device: str) -> ProbeResult:
+def input_leave(probe: Probe, takes: str, dtype) -> float:
+    """The exact leave rate of the categories as the line receives them (rounded to its dtype)."""
+    x = line_input(probe.categories(), takes, dtype).to(torch.float64)
+    p = x / x.sum() if takes == "probs" else torch.softmax(x, -1)
+    return 1.0 - float(p[probe.mask_index])
+
+
+def _exact_result(law_fn, probe: Probe, device: str, takes: str = "probs", dtype=torch.float64) -> ProbeResult:
     s = _law_summary(law_fn, probe, device)
     r = ProbeResult(probe, "exact law", s["leave"], (s["leave"], s["leave"] + s["unresolved"]), law_how=s["how"], unresolved=s["unresolved"])
+    r.input_leave = input_leave(probe, takes, dtype)
     if probe.mu != "flat" and math.isfinite(s["mean_log_mu"]):
         log_mu = torch.log(mu_of(probe.mu, probe.vocab))
         r.temperature = temperature_of_mean(log_mu, s["mean_log_mu"])
@@ -515,6 +526,13 @@ class AuditReport:
             n = "exact law" if r.method == "exact law" else f"{r.n:,}"
             lo, hi = r.ratio_ci
             lines.append(f"{r.probe.label():44s} {r.ratio:12.4f} {f'[{lo:.4f}, {hi:.4f}]':>19s} {n:>11s} {p:>9s} {pw:>6s} {T:>6s} {eps:>18s}")
+        compared = [(r, c, v) for r in self.results for c, v in r.compared.items()]
+        if compared:
+            lines.append("against the exact laws of known lines (on the CPU's generator):")
+            for r, c, v in compared:
+                lines.append(f"  {r.probe.label()} {c}: {v['leave'] / r.probe.h:.4f} of exact, "
+                             f"{'inside' if v['inside'] else 'outside'} the interval, z = {v['z']:+.2f}, p = {v['p_value']:.2g}, "
+                             f"power {v['power']:.3f} against {v['alternative']}")
         if self.confirm:
             lines.append("confirmation of the declared law by Monte Carlo:")
             for r in self.confirm:
@@ -605,18 +623,24 @@ def verdict(report: AuditReport) -> str:
     """The conclusion in words, from the probes' leave rates and temperatures."""
     res = report.results
     if all(r.method == "exact law" for r in res):
-        off = [r for r in res if abs(r.ratio - 1) > 1e-6 + r.unresolved / r.probe.h]
+        # the sampler is judged against the categorical law of its input as it holds it
+        off = [r for r in res if abs(r.leave - r.input_leave) > 1e-6 * r.input_leave + r.unresolved]
         cold = [r for r in res if r.temperature is not None and abs(r.temperature - 1) > 1e-4]
         if not off and not cold:
-            return "exact: its exact law leaves the mask at the exact rate (within 1e-6) and draws tokens at temperature 1 at every probe"
+            rounding = max(abs(r.input_leave / r.probe.h - 1) for r in res)
+            tail = f"; rounding its input to {report.dtype} moves the leave rate by up to {rounding:.1e} of itself" if rounding > 1e-6 else ""
+            return ("exact: its exact law leaves the mask at the exact rate of its input (within 1e-6) and draws tokens at "
+                    f"temperature 1 at every probe{tail}")
         parts = []
         if off:
             worst = max(off, key=lambda r: abs(math.log(max(r.ratio, 1e-300))))
-            parts.append(f"biased: leaves the mask at {worst.ratio:.3g} of the exact rate at {worst.probe.label().split()[0]} h = {worst.probe.h:g}, "
-                         f"V = {worst.probe.vocab:,} (exact law)")
+            where = f"at {worst.probe.mu} h = {worst.probe.h:g}, V = {worst.probe.vocab:,} (exact law)"
+            parts.append(f"biased: never leaves the mask {where}" if worst.leave == 0 else
+                         f"biased: leaves the mask at {worst.ratio:.3g} of the exact rate {where}")
         if cold:
             worst = min(cold, key=lambda r: (r.probe.mu != "zipf", r.temperature))
-            parts.append(f"draws tokens at an effective temperature of {worst.temperature:.3f} at {worst.probe.mu} h = {worst.probe.h:g}, V = {worst.probe.vocab:,}")
+            T = "0 (only the likeliest tokens)" if worst.temperature == 0 else f"{worst.temperature:.3f}"
+            parts.append(f"draws tokens at an effective temperature of {T} at {worst.probe.mu} h = {worst.probe.h:g}, V = {worst.probe.vocab:,}")
         return "; ".join(parts)
     mc = [r for r in res if r.method == "monte carlo" and r.n > 0]
     if not mc:
@@ -637,8 +661,9 @@ def verdict(report: AuditReport) -> str:
         return "; ".join(parts)
     doubtful = [r for r in mc if r.p_value is not None and r.p_value < ALPHA]
     best = min(mc, key=lambda r: r.detectable)
-    detect = ("no bias of the leave rate is detectable at this sample size" if not math.isfinite(best.detectable) else
-              f"no bias larger than {best.detectable:.1%} of the leave rate detectable at {report.power:.0%} power "
+    if not math.isfinite(best.detectable):
+        return "inconclusive: the draws made cannot detect even a doubling or a vanishing of the leave rate (raise the time budget)"
+    detect = (f"no bias larger than {best.detectable:.1%} of the leave rate detectable at {report.power:.0%} power "
               f"({best.probe.mu} h = {best.probe.h:g}, V = {best.probe.vocab:,}, n = {best.n:,})")
     if doubtful:
         worst = min(doubtful, key=lambda r: r.p_value)
@@ -667,9 +692,9 @@ def audit(
     bias: float = 0.1,
     use_law: bool = True,
     confirm: list[Probe] | None = None,
-    compare: tuple[str, ...] = (),
+    compare: tuple = (),
     seed: int = 0,
-    chunk_elems: int = 1 << 22,
+    chunk_elems: int | None = None,
     show_progress: bool = True,
     name: str | None = None,
 ) -> AuditReport:
@@ -679,8 +704,11 @@ def audit(
     the inputs are rounded to (default: declared, else float32). A declared exact law is
     used when `use_law`; `confirm` probes then test it by Monte Carlo. Otherwise each
     probe gets the Monte Carlo sample that detects a relative `bias` of its leave rate with
-    probability `power`, within `budget` seconds in all. `compare` names lines of
-    `public_lines.LINES` whose exact leave rates are checked against the measurements."""
+    probability `power`, within `budget` seconds in all. `compare` lists lines with a
+    declared law (names in `public_lines.LINES`, or functions declared with
+    `public_lines.sampling_line`) whose exact leave rates on the CPU's generator are
+    checked against the measurements. chunk_elems: inputs per call of the line (default 2^22 on a CPU, 2^26
+    on a GPU, where small calls waste the device)."""
     takes, dtype, spec = _spec(f, takes, dtype)
     device = str(torch.device(device))
     if torch.device(device).type == "cuda" and not torch.cuda.is_available():
@@ -690,10 +718,15 @@ def audit(
     probes = list(default_probes() if probes is None else probes)
     if not probes:
         raise ValueError("no probes to audit")
+    known = {}
     for c in compare:
-        if c not in LINES:
-            raise ValueError(f"unknown line {c!r} to compare with: expected one of {sorted(LINES)}")
+        line = LINES.get(c) if isinstance(c, str) else c
+        spec_c = getattr(line, "sampling_line", None)
+        if spec_c is None or spec_c.law is None:
+            raise ValueError(f"unknown line {c!r} to compare with: give a line with a declared law, or one of {sorted(LINES)}")
+        known[spec_c.name] = spec_c.law
     name = name or (spec.name if spec else getattr(f, "__name__", "line"))
+    chunk_elems = chunk_elems or (1 << 26 if torch.device(device).type == "cuda" else 1 << 22)
     with_generator = _takes_generator(f)
     # check the contract once on a small batch before anything long
     run_line(f, line_input(probes[0].categories(), takes, dtype).to(device).expand(3, -1).clone(), torch.Generator(device=device).manual_seed(seed), with_generator)
@@ -702,7 +735,7 @@ def audit(
     results: list[ProbeResult] = []
     if law_fn is not None:
         try:
-            results = [_exact_result(law_fn, p, device) for p in probes]
+            results = [_exact_result(law_fn, p, device, takes, dtype) for p in probes]
         except LawUnavailable:
             law_fn = None
     seconds, out_of_time, confirmed = 0.0, False, None
@@ -715,13 +748,13 @@ def audit(
         state, seconds, out_of_time = _monte_carlo(f, with_generator, takes, dtype, confirm, targets, device, seed, budget, chunk_elems, show_progress)
         confirmed = [_mc_result(p, n, k, counts, t, bias, power) for p, (n, k, counts), t in zip(confirm, state, targets)]
         for r in confirmed:
-            _compare(r, "declared", _exact_result(law_fn, r.probe, device).leave, power)
+            _compare(r, "declared", _exact_result(law_fn, r.probe, device, takes, dtype).leave, power)
     for r in results:
         if r.method == "exact law" or r.n > 0:
             r.eps_fit = _eps_of(r)
-        for c in compare:
+        for c, law in known.items():
             if r.method == "monte carlo" and r.n > 0:
-                _compare(r, c, _exact_result(LINES[c].sampling_line.law, r.probe, device).leave, power)
+                _compare(r, c, _exact_result(law, r.probe, "cpu").leave, power)
     report = AuditReport(name, takes, str(dtype).replace("torch.", ""), device, results, bias, power, budget, seconds, out_of_time,
                          fit_eps(results), fit_threshold(results), confirmed, law_fn is not None)
     return report
@@ -742,9 +775,39 @@ def _compare(r: ProbeResult, name: str, leave: float, power: float) -> None:
     p = chi_square_test([k, n - k], [leave, 1 - leave]).p_value if 0 < leave < 1 else float(k == round(n * leave))
     h = r.probe.h
     alternative = h if abs(leave / h - 1) > 1e-3 else h * 0.9
-    pw = binomial_power(leave, alternative, n) if 0 < leave < 1 else 1.0
+    pw = binomial_power(leave, alternative, n)
     r.compared[name] = {"leave": leave, "inside": r.leave_ci[0] <= leave <= r.leave_ci[1], "z": z, "p_value": p, "power": pw,
                         "alternative": f"a leave rate of {alternative / h:.3g} h"}
+
+
+# ---- several lines side by side ---------------------------------------------------------
+
+def summary_rows(reports: list[AuditReport]) -> list[dict]:
+    """One row per audited line: leave/exact and temperature at each probe, with intervals."""
+    rows = []
+    for rep in reports:
+        row = {"line": rep.name, "takes": rep.takes, "dtype": rep.dtype, "verdict": rep.verdict, "probes": []}
+        for r in rep.results:
+            row["probes"].append({"probe": r.probe.key(), "method": r.method, "how": r.law_how, "ratio": r.ratio, "ratio_ci": list(r.ratio_ci),
+                                  "temperature": r.temperature, "temperature_ci": r.temperature_ci, "eps": r.eps_fit, "n": r.n})
+        rows.append(_finite(row))
+    return rows
+
+
+def summary_table(reports: list[AuditReport]) -> str:
+    """leave/exact at each probe (mask last) and the Zipf temperature, one line per report."""
+    probes = [r.probe for r in reports[0].results]
+    head = f"{'line':34s} {'input':15s}" + "".join(f" {p.mu[:4] + ' ' + format(p.h, '.0e'):>12s}" for p in probes)
+    head += "".join(f" {'T ' + format(p.h, '.0e'):>9s}" for p in probes if p.mu == "zipf")
+    lines = [head]
+    for rep in reports:
+        cells = []
+        for r in rep.results:
+            lo, hi = r.ratio_ci
+            cells.append(f"{r.ratio:12.4f}" if (hi - lo) / 2 < 5e-5 else f"{f'{r.ratio:.4f}±{(hi - lo) / 2:.0e}':>12s}")
+        temps = [f"{r.temperature:9.3f}" if r.temperature is not None else f"{'':9s}" for r in rep.results if r.probe.mu == "zipf"]
+        lines.append(f"{rep.name:34s} {rep.takes + ' ' + rep.dtype:15s}" + " ".join([""] + cells) + " ".join([""] + temps))
+    return "\n".join(lines)
 
 
 # ---- command line ------------------------------------------------------------------------
@@ -811,6 +874,7 @@ def main(argv=None) -> int:
     parser.add_argument("--monte-carlo", action="store_true", help="ignore a declared exact law")
     parser.add_argument("--compare", default="", help="public lines to compare with, e.g. mdlm_sedd_race")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--chunk", type=int, default=None, help="inputs per call of the function (default 2^22 on cpu, 2^26 on cuda)")
     parser.add_argument("--out", default=None, help="folder for the json and figure (default: the project's figures/)")
     args = parser.parse_args(argv)
     try:
@@ -825,7 +889,8 @@ def main(argv=None) -> int:
         takes = "logits" if args.logits else None
         compare = tuple(c for c in args.compare.split(",") if c)
         report = audit(f, probes=probes, takes=takes, dtype=args.dtype, device=args.device, budget=parse_seconds(args.budget),
-                       power=args.power, bias=args.bias, use_law=not args.monte_carlo, compare=compare, seed=args.seed)
+                       power=args.power, bias=args.bias, use_law=not args.monte_carlo, compare=compare, seed=args.seed,
+                       chunk_elems=args.chunk)
     except ValueError as e:  # AuditError is one: bad input, said plainly
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -129,16 +129,20 @@ def _generator_grid(dtype: torch.dtype, device: str) -> tuple[torch.Tensor, torc
     raise ValueError("the grid's probabilities are not multiples of a power of two")
 
 
-def _grid_law(noise_of, combine, takes: str, dtype, how: str):
-    """The law of argmax combine(x, noise(u)) on the generator's grid, x the line's input."""
+def grid_line_law(noise_of, combine, takes: str, dtype, how: str):
+    """Declare the law of a line argmax combine(x, noise_of(u)) with u = torch.rand(dtype):
+    x is the line's input (`line_input`), combine(x, noise) must be non-decreasing along the
+    ascending grid of u and reproduce the line's arithmetic (the same torch operations in
+    the same dtype). Returns law(categories, copies, device) for `sampling_line`."""
     dtype = as_dtype(dtype)
 
     def law(categories, copies, device="cpu") -> ExactLaw:
         values, counts, denominator = generator_grid(dtype, device)
         g = law_of_grid_line(line_input(categories, takes, dtype), noise_of(values), counts, denominator, combine, copies)
+        if g.unresolved > 1e-3:  # the sweep stopped at its size limit: too many tokens reach the mask
+            raise LawUnavailable(f"the exact law of this line needs too many grid values at these probabilities ({how})")
         return ExactLaw(g.law, g.unresolved, f"{how} on the {torch.device(device).type.upper()} grid of torch.rand({dtype})")
 
-    law.key = f"grid:{how}:{takes}:{dtype}"
     return law
 
 
@@ -158,7 +162,6 @@ def _closed_form(eps: float, held: Callable[[torch.Tensor], torch.Tensor], how: 
         per_class = truncated_law(held(full), eps=eps)
         return ExactLaw(torch.zeros(categories.numel(), dtype=torch.float64).index_add_(0, owner, per_class), 0.0, how)
 
-    law.key = f"closed:{how}:{eps!r}"
     return law
 
 
@@ -186,7 +189,7 @@ def _log_minus_log(u):
     return torch.log(-torch.log(u))  # mdmlib.categorical.gumbel_score's noise term
 
 
-race_float32_law = _grid_law(_race_noise, lambda p, e: p / e, "probs", torch.float32, "exponential race")
+race_float32_law = grid_line_law(_race_noise, lambda p, e: p / e, "probs", torch.float32, "exponential race")
 
 # ---- the lines --------------------------------------------------------------------------
 
@@ -272,13 +275,13 @@ def _maskgit(logits, generator):
     return (logits + _guarded_gumbel(u)).argmax(dim=-1)
 
 
-@sampling_line(takes="logits", dtype=torch.float32, law=_grid_law(_guarded_gumbel, lambda x, g: x + g, "logits", torch.float32, "guarded Gumbel-max"),
+@sampling_line(takes="logits", dtype=torch.float32, law=grid_line_law(_guarded_gumbel, lambda x, g: x + g, "logits", torch.float32, "guarded Gumbel-max"),
                sources=(MASKGIT,), note="temperature 1; noise in the dtype of the logits")
 def maskgit_gumbel_float32(logits: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return _maskgit(logits, generator)
 
 
-@sampling_line(takes="logits", dtype=torch.bfloat16, law=_grid_law(_guarded_gumbel, lambda x, g: x + g, "logits", torch.bfloat16, "guarded Gumbel-max"),
+@sampling_line(takes="logits", dtype=torch.bfloat16, law=grid_line_law(_guarded_gumbel, lambda x, g: x + g, "logits", torch.bfloat16, "guarded Gumbel-max"),
                sources=(MASKGIT,), note="temperature 1; bfloat16 logits and noise, as under autocast")
 def maskgit_gumbel_bfloat16(logits: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return _maskgit(logits, generator)
@@ -290,7 +293,7 @@ def _project(function: str) -> tuple[Source, ...]:
 
 
 @sampling_line(takes="probs", dtype=torch.float32,
-               law=_grid_law(_log_minus_log, lambda p, n: torch.log(p) - n, "probs", torch.float32, "Gumbel-max"), sources=_project("gumbel_max"))
+               law=grid_line_law(_log_minus_log, lambda p, n: torch.log(p) - n, "probs", torch.float32, "Gumbel-max"), sources=_project("gumbel_max"))
 def project_gumbel_max_float32(probs, generator):
     return gumbel_max(probs, generator, torch.float32)
 
@@ -312,9 +315,6 @@ def _exact(categories, copies, device="cpu") -> ExactLaw:
     return ExactLaw(mass / mass.sum(), 0.0, "the categorical law itself (float64 cumulative sum)")
 
 
-_exact.key = "exact"
-
-
 @sampling_line(takes="probs", dtype=torch.float64, law=_exact, sources=_project("inverse_cdf"), note="exact: one float64 uniform against the cumulative sum")
 def project_inverse_cdf(probs, generator):
     return inverse_cdf(probs, generator)
@@ -333,3 +333,6 @@ PUBLIC_LINES = (
 )
 PROJECT_LINES = (project_gumbel_max_float32, project_race_float64, project_truncated_race, project_inverse_cdf)
 LINES = {f.sampling_line.name: f for f in PUBLIC_LINES + PROJECT_LINES}
+for _name, _f in LINES.items():  # the project's laws are cached on disk under these names (audit)
+    if not hasattr(_f.sampling_line.law, "key"):
+        _f.sampling_line.law.key = _name
