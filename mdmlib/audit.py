@@ -431,16 +431,16 @@ def _binomial_ll(k: np.ndarray, n: np.ndarray, r: np.ndarray) -> float:
     return float((k * np.log(r) + (n - k) * np.log1p(-r)).sum())
 
 
-def _likelihood_interval(candidates, lls: np.ndarray) -> tuple[int, list[int]]:
+def _likelihood_interval(lls: np.ndarray, confidence: float) -> tuple[int, list[int]]:
     best = int(np.argmax(lls))
-    inside = [i for i in range(len(lls)) if 2 * (lls[best] - lls[i]) <= sps.chi2.ppf(CONFIDENCE, 1)]
+    inside = [i for i in range(len(lls)) if 2 * (lls[best] - lls[i]) <= sps.chi2.ppf(confidence, 1)]
     return best, inside
 
 
-def fit_eps(results: list[ProbeResult]) -> dict | None:
+def fit_eps(results: list[ProbeResult], confidence: float = CONFIDENCE) -> dict | None:
     """The closed-form eps that best explains the measured leave counts (maximum likelihood
-    on EPS_GRID, with exact sampling as eps = 0), its 99% likelihood interval and the
-    goodness of fit (deviance against chi-square)."""
+    on EPS_GRID, with exact sampling as eps = 0), its likelihood interval at `confidence`
+    and the goodness of fit (deviance against chi-square)."""
     mc = [r for r in results if r.method == "monte carlo" and r.n > 0]
     if not mc:
         return None
@@ -449,7 +449,7 @@ def fit_eps(results: list[ProbeResult]) -> dict | None:
     curves = np.stack([np.concatenate([[r.probe.h], eps_curve(r.probe).numpy()[::-1]]) for r in mc], 1)  # rows: eps = 0, 2^-60 ... 2^-8
     eps = np.concatenate([[0.0], EPS_GRID.numpy()[::-1]])
     lls = np.array([_binomial_ll(k, n, row) for row in curves])
-    best, inside = _likelihood_interval(eps, lls)
+    best, inside = _likelihood_interval(lls, confidence)
     return {"eps": float(eps[best]), "low": float(eps[min(inside)]), "high": float(eps[max(inside)]),
             "deviance_p": _deviance_p(k, n, curves[best]), "grid": "eps in {0} and 2^-60 ... 2^-8"}
 
@@ -460,10 +460,10 @@ def _deviance_p(k: np.ndarray, n: np.ndarray, r: np.ndarray) -> float:
     return float(sps.chi2.sf(max(dev, 0.0), max(len(k) - 1, 1)))
 
 
-def fit_threshold(results: list[ProbeResult]) -> dict | None:
+def fit_threshold(results: list[ProbeResult], confidence: float = CONFIDENCE) -> dict | None:
     """The threshold tau below which tokens are never drawn (their mass going to the rest
-    in proportion) that best explains the leave counts, with its 99% likelihood interval.
-    A token drawn with probability p rules out every tau > p."""
+    in proportion) that best explains the leave counts, with its likelihood interval at
+    `confidence`. A token drawn with probability p rules out every tau > p."""
     mc = [r for r in results if r.method == "monte carlo" and r.n > 0]
     if not mc:
         return None
@@ -483,7 +483,7 @@ def fit_threshold(results: list[ProbeResult]) -> dict | None:
         rates.append((mass / (mass + (1 - r.probe.h))).numpy())
     rates = np.stack(rates, 1)
     lls = np.array([_binomial_ll(k, n, row) if float(c) <= lowest_drawn else -math.inf for c, row in zip(candidates, rates)])
-    best, inside = _likelihood_interval(candidates, lls)
+    best, inside = _likelihood_interval(lls, confidence)
     tau = candidates.numpy()
     lo_i, hi_i = min(inside), max(inside)
     # tau in (tau[i-1], tau[i]] gives the same law as tau[i]: report the open lower end
