@@ -9,6 +9,7 @@ Modules follow the paper:
   categorical  the categorical samplers used in practice and their validation
   truncation   the exact law of a truncated Gumbel-max sampler (Prop. 5.2)
   grid_law     the exact law of a sampler whose uniforms live on a finite grid
+  argmax_law   the same law for many classes at once, by one sweep over score values
   symbolic     SymPy forms of the law, for exact proofs
   stats        chi-square and z tests sized from the sample
   montecarlo   class counts of a sampler, in memory-sized chunks
@@ -18,6 +19,8 @@ Modules follow the paper:
   sampling     ancestral (MDLM), fast exact and autoregressive samplers
   models       MDLM's DiT in plain PyTorch, SEDD's variant, a causal twin; checkpoints (a sub-package)
   metrics      sentence entropy, Gen PPL, standard errors, effective temperature
+  public_lines the sampling lines of MDLM, SEDD, LLaDA, torch and MaskGIT, with their laws
+  audit        the law of any sampling line in the masked-diffusion regime (python -m mdmlib.audit)
   experiments  the cached runs of notebooks 05 and 06
   results      figures and json written whole, and an on-disk cache
   benchmarks   speed checks that print figures (python -m mdmlib.benchmarks)
