@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from mdmlib.categorical import SAMPLERS
+from mdmlib.categorical import SAMPLERS, SCORES, gumbel_score
 from mdmlib.grid_law import law_on_grid, rand_grid
 from mdmlib.montecarlo import count_classes
 from mdmlib.precision import float_format
@@ -83,6 +83,19 @@ def test_law_on_grid_matches_the_real_sampler(sampler, dtype):
     counts = count_classes(SAMPLERS[sampler], p, n, torch.Generator().manual_seed(5), dtype=dtype)
     assert chi_square_test(counts, law).p_value > ALPHA
     assert chi_square_test(counts, closed).p_value < DIFFERS_ALPHA
+
+
+def test_gumbel_max_in_bfloat16_ties_by_its_rounded_scores(monkeypatch):
+    # log p + g rounded to bfloat16's 8 bits: classes a few percent apart often tie, so the
+    # grid law must score in the sampler's format; scored in float64 it misses those ties.
+    p = torch.tensor([0.001, 0.009, 0.09, 0.1, 0.11, 0.12, 0.13, 0.14, 0.15, 0.15], dtype=torch.float64)
+    n = 3_000_000
+    law = law_on_grid(p, torch.bfloat16, "gumbel_max")
+    monkeypatch.setitem(SCORES, "gumbel_max in float64", lambda q, u: gumbel_score(q.double(), u.double()))
+    unrounded = law_on_grid(p, torch.bfloat16, "gumbel_max in float64")  # the same grid, no rounding
+    require_power(chi_square_power(law, unrounded, n), "gumbel_max in bfloat16 with its scores not rounded")
+    counts = count_classes(SAMPLERS["gumbel_max"], p, n, torch.Generator().manual_seed(6), dtype=torch.bfloat16)
+    assert chi_square_test(counts, law).p_value > ALPHA
 
 
 def test_copies_are_blocks_of_identical_classes():
