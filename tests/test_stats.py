@@ -3,6 +3,8 @@ import math
 import numpy as np
 import pytest
 import torch
+from scipy import stats as sps
+from scipy.optimize import brentq
 
 from mdmlib.stats import (
     binomial_power,
@@ -13,6 +15,7 @@ from mdmlib.stats import (
     two_sample_power,
     z_power,
 )
+from power_checks import require_z_power
 
 
 def test_two_classes_use_the_exact_binomial_test():
@@ -55,22 +58,33 @@ def test_goodness_of_fit_holds_its_level_with_tiny_classes():
     assert rate < alpha + 3 * math.sqrt(alpha * (1 - alpha) / reps), rate
 
 
+def _require_power_to_tell_wrong_dof(power: float, dof: int, alpha: float, reps: int, what: str) -> None:
+    """The simulated rejection rate must tell the power from that of a formula with the degrees
+    of freedom off by one (the same non-centrality, found from the power itself)."""
+    lam = brentq(lambda l: sps.ncx2.sf(sps.chi2.isf(alpha, dof), dof, l) - power, 1e-9, 1e4)
+    for d in (dof - 1, dof + 1):
+        wrong = sps.ncx2.sf(sps.chi2.isf(alpha, d), d, lam)
+        require_z_power((wrong - power) / math.sqrt(power * (1 - power) / reps), 4, f"{what}: {d} degrees of freedom")
+
+
 def test_power_agrees_with_simulation():
     # the noncentral chi-square power against the rejection rate of the real test
     null = np.array([0.4, 0.3, 0.2, 0.1])
     alt = np.array([0.43, 0.28, 0.19, 0.10])
-    n, reps, alpha = 2500, 3000, 1e-2
+    n, reps, alpha = 2500, 4000, 1e-2
     power = chi_square_power(null, alt, n, alpha)
     assert 0.3 < power < 0.9  # a regime where a wrong power formula shows
+    _require_power_to_tell_wrong_dof(power, 3, alpha, reps, "goodness-of-fit power")
     rate = _rejection_rate(lambda rng: (rng.multinomial(n, alt), null), lambda c, p: chi_square_test(c, p).p_value, reps, alpha, 1)
     assert abs(rate - power) < 4 * math.sqrt(power * (1 - power) / reps), (rate, power)
 
 
 def test_two_sample_power_agrees_with_simulation():
     a, b = np.array([0.5, 0.3, 0.2]), np.array([0.45, 0.33, 0.22])
-    n, reps, alpha = 2000, 2000, 1e-2
+    n, reps, alpha = 2000, 4000, 1e-2
     power = two_sample_power(a, b, n, n, alpha)
     assert 0.3 < power < 0.9
+    _require_power_to_tell_wrong_dof(power, 2, alpha, reps, "two-sample power")
     rate = _rejection_rate(lambda rng: (rng.multinomial(n, a), rng.multinomial(n, b)), lambda x, y: chi_square_two_sample(x, y).p_value, reps, alpha, 2)
     assert abs(rate - power) < 4 * math.sqrt(power * (1 - power) / reps), (rate, power)
 
