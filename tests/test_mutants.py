@@ -16,6 +16,8 @@ def test_snippet_occurs_exactly_once(mutant):
     text = (ROOT / mutant.path).read_text()
     assert text.count(mutant.snippet) == 1, f"{mutant.path} holds the snippet {text.count(mutant.snippet)} times"
     assert mutant.replacement != mutant.snippet
+    # a mutant is a bug the tests must find, not a syntax error any import would find
+    compile(text.replace(mutant.snippet, mutant.replacement), mutant.path, "exec")
 
 
 @pytest.mark.parametrize("mutant", MUTANTS, ids=[m.name for m in MUTANTS])
