@@ -25,5 +25,7 @@ Modules follow the paper:
   results      figures and json written whole, and an on-disk cache
   benchmarks   speed checks that print figures (python -m mdmlib.benchmarks)
   bootstrap    the README's set-up command (python3 -m mdmlib.bootstrap run|pytest)
+  checks       argument checks shared by the public functions
+  mutants      plausible bugs the tests must catch (python -m mdmlib.mutants)
 """
 __version__ = "0.1.0"

@@ -25,12 +25,14 @@ NFE counts denoiser evaluations per sequence.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 
 from .categorical import inverse_cdf
-from .mdm_step import FLOAT32_GAP_BELOW_ONE, dense_step, sparse_step
+from .checks import real_number, whole_number
+from .mdm_step import FLOAT32_GAP_BELOW_ONE, PRECISIONS, dense_step, sparse_step
 from .progress import progress as progress_bar
 from .schedules import mask_probability, time_grid, unmask_step_probabilities
 
@@ -91,9 +93,10 @@ class _Cache:
 
 
 def _initial(denoiser, batch: int, length: int) -> torch.Tensor:
-    if batch < 1 or length < 1:
-        raise ValueError(f"batch and length must be positive, got {batch} and {length}")
-    return torch.full((batch, length), denoiser.mask_id, dtype=torch.int64)
+    batch, length = whole_number(batch, "batch"), whole_number(length, "length")
+    if not callable(denoiser) or not hasattr(denoiser, "mask_id"):
+        raise TypeError("a denoiser is a callable (x, t) -> (B, L, V) with an attribute mask_id = V")
+    return torch.full((batch, length), whole_number(denoiser.mask_id, "the denoiser's mask_id"), dtype=torch.int64)
 
 
 def ancestral_sample(
@@ -113,6 +116,8 @@ def ancestral_sample(
     literal categorical line; "sparse" draws from the same law in O(1) per position."""
     if implementation not in ("sparse", "dense"):
         raise ValueError(f"implementation must be 'sparse' or 'dense', got {implementation!r}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}: expected one of {PRECISIONS}")
     x = _initial(denoiser, batch, length)
     V = denoiser.mask_id
     grid = time_grid(steps)
@@ -170,8 +175,12 @@ def ar_sample(model, batch: int, length: int, temperature: float, generator: tor
     and renormalised. `model` provides either `next_token_probabilities(prefix)`
     ((B, l) -> (B, V), l = 0..L-1) or, for a Markov chain, `pi` (V,) and
     `transition_rows(prev)` (..., V)."""
-    if not temperature > 0:
-        raise ValueError(f"temperature must be positive, got {temperature}")
+    if not 0 < real_number(temperature, "temperature") < math.inf:
+        raise ValueError(f"temperature must be positive and finite, got {temperature}")
+    batch, length = whole_number(batch, "batch"), whole_number(length, "length")
+    markov = hasattr(model, "pi") and callable(getattr(model, "transition_rows", None))
+    if not (markov or callable(getattr(model, "next_token_probabilities", None))):
+        raise TypeError("the model needs `next_token_probabilities(prefix)`, or first-token probabilities `pi` and `transition_rows(prev)`")
 
     def tempered(p: torch.Tensor) -> torch.Tensor:
         logp = torch.log(p.clamp(min=0))

@@ -11,6 +11,8 @@ import math
 
 import torch
 
+from .checks import whole_number
+
 LOGLINEAR_EPS = 1e-3  # MDLM's default
 
 
@@ -33,13 +35,15 @@ SCHEDULES = {"linear": linear, "loglinear": loglinear, "cosine": cosine}
 def mask_probability(schedule: str, t: torch.Tensor) -> torch.Tensor:
     if schedule not in SCHEDULES:
         raise ValueError(f"unknown schedule {schedule!r}: expected one of {sorted(SCHEDULES)}")
-    return SCHEDULES[schedule](t.to(torch.float64))
+    t = torch.as_tensor(t, dtype=torch.float64)
+    if not ((t >= 0) & (t <= 1)).all():  # also rejects NaN
+        raise ValueError("times must lie in [0, 1]")
+    return SCHEDULES[schedule](t)
 
 
 def time_grid(steps: int) -> torch.Tensor:
     """t_n = n / steps for n = steps, ..., 0 (float64)."""
-    if steps < 1:
-        raise ValueError(f"the number of steps must be positive, got {steps}")
+    steps = whole_number(steps, "the number of steps")
     return torch.arange(steps, -1, -1, dtype=torch.float64) / steps
 
 

@@ -35,6 +35,15 @@ def test_environment_yml_matches_pyproject():
     assert conda_side == pip_side
 
 
+def test_license_and_python_version_match_the_metadata():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["license"] == {"text": "MIT"} and (ROOT / "LICENSE").read_text().startswith("MIT License\n")
+    # tests read TOML with tomllib, new in Python 3.11
+    assert project["requires-python"] == ">=3.11"
+    assert "  - python=3.11\n" in (ROOT / "environment.yml").read_text()
+    assert "Python 3.11 or newer" in (ROOT / "README.md").read_text()
+
+
 def test_ci_runs_the_readme_test_command():
     readme = (ROOT / "README.md").read_text()
     ci = (ROOT / ".ci" / "run").read_text()
