@@ -7,7 +7,7 @@ In a notebook:
                  section="5, Table 2", measured=z, expected="z < -3", passed=z < -3,
                  uncertainty="z-score", figure="05_entropy_collapse")
     ...
-    claims.save()        # figures/claims/05_entropy_collapse.json, written whole
+    claims.save()        # figures/05_entropy_collapse_claims.json, written whole
 
 `check` records the claim and raises AssertionError when it does not hold, so a
 notebook still stops at a failed claim. `summarize()` (run by the main job at the
@@ -73,16 +73,14 @@ class ClaimLog:
         return claim
 
     def save(self) -> Path:
-        """figures/claims/<notebook>.json (with the scale suffix outside the quick scale)."""
+        """figures/<notebook>_claims.json (with the scale suffix outside the quick scale)."""
         record = {"notebook": self.notebook, "scale": current_scale(), "seconds": time.time() - self.started, "claims": [asdict(c) for c in self.claims]}
-        return save_json(record, f"claims/{self.notebook}")
+        return save_json(record, f"{self.notebook}_claims")
 
 
 def _records(scale: str) -> list[dict]:
-    suffix = "" if scale == "quick" else f"_{scale}"
-    folder = figures_dir() / "claims"
-    paths = sorted(p for p in folder.glob("*.json") if p.stem.endswith(suffix) and (suffix or not p.stem.endswith(("_full", "_paper"))))
-    return [json.loads(p.read_text()) for p in paths]
+    pattern = "[0-9][0-9]_*_claims" + ("" if scale == "quick" else f"_{scale}") + ".json"
+    return [json.loads(p.read_text()) for p in sorted(figures_dir().glob(pattern))]
 
 
 def table(records: list[dict]) -> str:
