@@ -211,3 +211,8 @@ class ExactDenoiser:
         stale = (x_new == self.mask_id) & ((left_old != left_new) | (right_old != right_new))
         rows, cols = torch.nonzero(stale, as_tuple=True)
         return rows, cols, self.language.denoise_positions(x_new, rows, cols, self.dtype)
+
+    def outputs_at(self, x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        """The output at masked positions (rows, cols) of x alone, (n, V): for a sampler
+        that reads one position at a time (the first-hitting sampler)."""
+        return self.language.denoise_positions(x, rows, cols, self.dtype)
