@@ -118,5 +118,51 @@ def main(argv: list[str]) -> int:
     return 0
 
 
+def bench_fhs(batch: int = 4, length: int = 128, steps: tuple = (2_048, 10_000), repeats: int = 3) -> None:
+    """The first-hitting sampler against the cached ancestral sampler, side by side on the
+    same work: `batch` sequences of `length` tokens of the quick language (V = 2,048), float64
+    categorical draws, the ancestral sampler with the project's O(1) step and each caching
+    rule. The network is the exact denoiser of mdmlib.synthetic evaluated at every position
+    of every sequence it is given (cost.FullPassDenoiser), as a network's forward pass is;
+    its share of each run is printed. Figures are medians of `repeats` runs, interleaved so
+    that load on the machine falls on both sides alike. A last line measures MDLM's literal
+    categorical line (dense, float32) at 2,048 steps on one sequence, against FHS on the same."""
+    from .cost import FullPassDenoiser, timed_sample
+    from .experiments import SETUPS
+    from .sampling import ancestral_sample
+    from .synthetic import ExactDenoiser, MarkovLanguage
+
+    language = MarkovLanguage(SETUPS["quick"].language)
+    g = torch.Generator().manual_seed(0)
+    jobs = [("first hitting", None, None)] + [("ancestral", n, c) for n in steps for c in ("per_sequence", "per_batch")]
+    runs = {job: [] for job in jobs}
+    for _ in range(repeats):
+        for sampler, n, caching in jobs:
+            kind = "first_hitting" if sampler == "first hitting" else "ancestral"
+            runs[(sampler, n, caching)].append(timed_sample(language, kind, batch, length, g, steps=n, caching=caching or "per_sequence"))
+    print(f"network: the exact denoiser of mdmlib.synthetic (V = {language.vocab_size:,}, {language.num_classes} classes) at all {length} positions "
+          f"of each sequence per call; {batch} sequences; float64 draws; {torch.get_num_threads()} threads; medians of {repeats} runs")
+    median = lambda job, key: statistics.median(r[key] for r in runs[job])
+    fhs_seconds = median(jobs[0], "seconds")
+    print(f"{'sampler':>26s} {'N':>7s} {'NFE/seq':>8s} {'total s':>8s} {'network s':>10s} {'network share':>14s} {'FHS speedup':>12s}")
+    for job in jobs:
+        sampler, n, caching = job
+        total, net = median(job, "seconds"), median(job, "network_seconds")
+        nfe = statistics.median(float(r["nfe"].double().mean()) for r in runs[job])
+        name = sampler if caching is None else f"{sampler}, {caching.replace('_', '-')}"
+        speed = "" if caching is None else f"{total / fhs_seconds:11.1f}x"
+        print(f"{name:>26s} {'-' if n is None else f'{n:,}':>7s} {nfe:8.1f} {total:8.2f} {net:10.2f} {net / total:14.0%} {speed:>12s}")
+
+    dense_net = FullPassDenoiser(ExactDenoiser(language))
+    start = time.perf_counter()
+    ancestral_sample(dense_net, 1, length, steps[0], "float32", g, implementation="dense", progress=False)
+    t_dense = time.perf_counter() - start
+    t_fhs = _median_seconds(lambda: timed_sample(language, "first_hitting", 1, length, g), repeats)
+    print(f"literal float32 line, {steps[0]:,} steps, 1 sequence: {t_dense:.1f} s (network {dense_net.seconds:.1f} s); "
+          f"FHS on the same sequence size: {t_fhs:.2f} s: {t_dense / t_fhs:,.0f}x")
+
+
+BENCHMARKS["fhs"] = bench_fhs
+
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

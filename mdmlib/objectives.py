@@ -62,7 +62,7 @@ def _check_sequence(x0: torch.Tensor, mask_id: int) -> torch.Tensor:
     return x0.to(torch.int64)
 
 
-def masked_nll(denoiser, x0: torch.Tensor, xt: torch.Tensor, t: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
+def masked_nll(denoiser, x0: torch.Tensor, xt: torch.Tensor, t: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
     """S(x_t) for each row of xt (R, L): the sum over its masked positions of
     -log mu^l(x_t, t)[x_0^l], float64. x0 is one sequence (L,); t (R,) the times."""
     x0 = _check_sequence(x0, denoiser.mask_id)
@@ -118,26 +118,26 @@ MAX_EXACT_LENGTH = 20  # 2^20 masks
 _GAUSS_NODES, _GAUSS_WEIGHTS = (torch.tensor(a, dtype=torch.float64) for a in np.polynomial.legendre.leggauss(64))
 
 
-def exact_moments(denoiser, x0: torch.Tensor, schedule: str, t_min: float) -> dict:
+def exact_moments(denoiser, x0: torch.Tensor, schedule: str, t_mins) -> dict:
     """Exact moments for a time-agnostic denoiser and a short x0, from S on every one
     of the 2^L masks (grouped by their number k of masked tokens):
       elbo           -ELBO as the masked-count sum, sum_k (sum of S over k-masks) / (k C(L, k));
       elbo_time      the continuous-time integral of E[(m'/m) S(x_t) | t] over [0, 1];
       count_second   E[Y^2] of masked_count_estimates;
-      time_second    E[X^2 ; t > t_min] of time_estimates (the integral over [t_min, 1]),
-                     infinite as t_min -> 0 under the linear schedule;
+      time_second    [E[X^2 ; t > t_min] for t_min in t_mins] of time_estimates (the
+                     integral over [t_min, 1]), infinite as t_min -> 0 under the linear schedule;
       one_masked_square_sum  sum over l of S(x_0 with only l masked)^2: the rate
                      at which time_second grows with log(1 / t_min) under the linear schedule.
     Integrals run decade by decade in t (64-point Gauss-Legendre on each), so a small
-    t_min keeps its accuracy; t_min
-    must be positive, and m(t_min) must not round to 0 (the cosine schedule's
-    1 - cos(pi t / 2) does below t ~ 1e-8)."""
+    t_min keeps its accuracy; each t_min must be positive, and m(t_min) must not round
+    to 0 (the cosine schedule's 1 - cos(pi t / 2) does below t ~ 1e-8)."""
     x0 = _check_sequence(x0, denoiser.mask_id)
     L = x0.numel()
     if L > MAX_EXACT_LENGTH:
         raise ValueError(f"2^{L} masks is too many to list (length at most {MAX_EXACT_LENGTH})")
-    if not 0.0 < t_min < 1.0:
-        raise ValueError(f"t_min must lie in (0, 1), got {t_min}")
+    t_mins = [float(t) for t in t_mins]
+    if not all(0.0 < t < 1.0 for t in t_mins):
+        raise ValueError(f"every t_min must lie in (0, 1), got {t_mins}")
     masks = (torch.arange(2**L)[:, None] >> torch.arange(L)) & 1 == 1
     s = masked_nll(denoiser, x0, torch.where(masks, denoiser.mask_id, x0), torch.zeros(2**L, dtype=torch.float64))
     k = masks.sum(1)
@@ -168,7 +168,7 @@ def exact_moments(denoiser, x0: torch.Tensor, schedule: str, t_min: float) -> di
         "elbo": elbo,
         "elbo_time": integral(1, sums, 0.0),
         "count_second": count_second,
-        "time_second": integral(2, squares, t_min),
+        "time_second": [integral(2, squares, t) for t in t_mins],
         "one_masked_square_sum": float(squares[1]),
     }
 
@@ -234,3 +234,17 @@ def count_weights_of_time_weighting(weight, length: int, schedule: str = "linear
         return float(weight(float(mask_time(schedule, torch.tensor(m, dtype=torch.float64)))))
 
     return torch.tensor([sps.beta(n, length - n + 1).expect(weight_at_m) for n in range(1, length + 1)], dtype=torch.float64)
+
+
+class Tempered:
+    """A denoiser's output raised to the power 1/T and renormalised: a family of
+    denoisers through the optimum (T = 1), for showing where an objective is minimised."""
+
+    def __init__(self, denoiser, temperature: float):
+        if not temperature > 0:
+            raise ValueError(f"temperature must be positive, got {temperature}")
+        self.denoiser, self.temperature, self.mask_id = denoiser, float(temperature), denoiser.mask_id
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
+        mu = self.denoiser(x, t).to(torch.float64) ** (1.0 / self.temperature)
+        return mu / mu.sum(-1, keepdim=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from .cost import timed_sample
+from .cost import categorical_seconds_per_number, network_seconds_per_sequence, timed_sample
 from .experiments import Setup, _per_sequence, _seed, code_fingerprint as part1_fingerprint
 from .objectives import masked_count_estimates, time_estimates
 from .results import cached
@@ -79,3 +79,17 @@ def timed_run(spec: LanguageSpec, sampler: str, batch: int, length: int, steps: 
         return timed_sample(MarkovLanguage(spec), sampler, batch, length, generator, steps=steps, caching=caching)
 
     return cached("timed", _params(language=spec, sampler=sampler, batch=batch, length=length, steps=steps, caching=caching), compute)
+
+
+def cost_constants(spec: LanguageSpec, batch: int, length: int) -> dict:
+    """The cost model's constants on this machine: t_net, the network-like denoiser's time
+    per sequence on a (batch, length) all-masked input, and t_cat, the float64
+    exponential race's time per number drawn (512 rows of the vocabulary). Cached like
+    the timed runs, and measured next to them."""
+
+    def compute():
+        language = MarkovLanguage(spec)
+        g = torch.Generator().manual_seed(_seed("t_cat"))
+        return {"t_net": network_seconds_per_sequence(language, batch, length), "t_cat": categorical_seconds_per_number(spec.vocab_size, 512, torch.float64, g)}
+
+    return cached("cost", _params(language=spec, batch=batch, length=length), compute)

@@ -214,5 +214,7 @@ class ExactDenoiser:
 
     def outputs_at(self, x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
         """The output at masked positions (rows, cols) of x alone, (n, V): for a sampler
-        that reads one position at a time (the first-hitting sampler)."""
-        return self.language.denoise_positions(x, rows, cols, self.dtype)
+        that reads one position at a time (the first-hitting sampler). Chunks as large
+        as about 2^21 class-matrix entries keep the number of small operations down."""
+        chunk = max(2048, 2**21 // self.language.num_classes**2)
+        return self.language.denoise_positions(x, rows, cols, self.dtype, chunk=chunk)
