@@ -161,8 +161,8 @@ def test_no_caching_calls_at_every_step_with_the_step_time(tiny):
 
 @pytest.mark.parametrize("caching, batch, runs", [("per_sequence", 16, 20), ("per_batch", 4, 120)])
 def test_nfe_matches_its_formula(tiny, caching, batch, runs):
-    # The nearest wrong count is one call more (a loop that evaluates once more after the
-    # last token unmasked, as MDLM's does before its final denoising step).
+    # The nearest wrong count is one call more: an evaluation after the last token
+    # unmasked, such as MDLM's final denoising call after its loop.
     _, den = tiny
     length, steps = 8, 40
     tokens = length if caching == "per_sequence" else batch * length
