@@ -16,12 +16,17 @@ Modules follow the paper:
   synthetic    a language with exact likelihood, sampling and optimal denoiser
   schedules    masking schedules and the sampler's time grid
   mdm_step     one masked-diffusion categorical step: the literal line and an O(1) sampler of its law
-  sampling     ancestral (MDLM), fast exact and autoregressive samplers
+  sampling     ancestral (per-sequence, per-batch or no caching), fast exact,
+               first-hitting and autoregressive samplers
   models       MDLM's DiT in plain PyTorch, SEDD's variant, a causal twin; checkpoints (a sub-package)
+  objectives   the ELBO as a sum over masked counts, its estimators, other objectives' weights
+  exact_laws   exact laws of the samplers on a language small enough to list
+  cost         the paper's cost model and a network-like denoiser that times itself
   metrics      sentence entropy, Gen PPL, standard errors, effective temperature
   public_lines the sampling lines of MDLM, SEDD, LLaDA, torch and MaskGIT, with their laws
   audit        the law of any sampling line in the masked-diffusion regime (python -m mdmlib.audit)
   experiments  the cached runs of notebooks 05 and 06
+  part2_runs   the cached runs of notebooks 07 and 08
   results      figures and json written whole, and an on-disk cache
   benchmarks   speed checks that print figures (python -m mdmlib.benchmarks)
   bootstrap    the README's set-up command (python3 -m mdmlib.bootstrap run|pytest)

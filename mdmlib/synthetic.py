@@ -182,15 +182,16 @@ class MarkovLanguage:
             self._powers = torch.cat([self._powers, self._powers[-1:] @ self.K])
         return self._powers[d]
 
-    def denoise_positions(self, x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, dtype: torch.dtype = torch.float64, chunk: int = 2048) -> torch.Tensor:
+    def denoise_positions(self, x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, dtype: torch.dtype = torch.float64, chunk: int = 2048, *, allow_unmasked: bool = False) -> torch.Tensor:
         """The exact distribution of x[rows, cols] given every unmasked token of its
         sequence, for masked positions (rows, cols): (P, V) in `dtype`. The small
         class-space messages are always float64; the (P, V) products are done in
-        `dtype`."""
+        `dtype`. `allow_unmasked` lets a caller that times a network-like full pass
+        also compute rows at unmasked positions, whose values it then discards."""
         self._check_partial(x)
         if rows.shape != cols.shape or rows.dim() != 1:
             raise ValueError(f"rows and cols must be 1-D and of one shape, got {tuple(rows.shape)} and {tuple(cols.shape)}")
-        if rows.numel() and (x[rows, cols] != self.mask_id).any():
+        if not allow_unmasked and rows.numel() and (x[rows, cols] != self.mask_id).any():
             raise ValueError("denoise_positions takes masked positions only")
         L = x.shape[1]
         left, right = nearest_unmasked(x, self.mask_id)
@@ -253,3 +254,10 @@ class ExactDenoiser:
         stale = (x_new == self.mask_id) & ((left_old != left_new) | (right_old != right_new))
         rows, cols = torch.nonzero(stale, as_tuple=True)
         return rows, cols, self.language.denoise_positions(x_new, rows, cols, self.dtype)
+
+    def outputs_at(self, x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        """The output at masked positions (rows, cols) of x alone, (n, V): for a sampler
+        that reads one position at a time (the first-hitting sampler). Chunks as large
+        as about 2^21 class-matrix entries keep the number of small operations down."""
+        chunk = max(2048, 2**21 // self.language.num_classes**2)
+        return self.language.denoise_positions(x, rows, cols, self.dtype, chunk=chunk)
