@@ -413,7 +413,7 @@ def law_on_grid(p, dtype, sampler: str = "exponential_race", copies=None, device
     if p.dim() != 1:
         raise ValueError(f"p must be one probability vector, got shape {tuple(p.shape)}")
     copies = torch.ones(p.shape, dtype=torch.float64) if copies is None else torch.as_tensor(copies, dtype=torch.float64)
-    if copies.shape != p.shape or (copies < 1).any() or (copies != copies.round()).any():
+    if copies.shape != p.shape or not torch.isfinite(copies).all() or (copies < 1).any() or (copies != copies.round()).any():
         raise ValueError("copies must be positive integers, one per entry of p")
     lattice = _lattice(dtype, device)
     score_fn = SCORES[sampler]
