@@ -85,8 +85,8 @@ MUTANTS = (
     Mutant(
         "grid-law-continuous-uniforms",
         "mdmlib/grid_law.py",
-        ".to(torch.float32).to(dtype)",
-        ".to(torch.float32)",
+        "return base if dtype == torch.float32 else _rounded(base, dtype)",
+        "return base",
         "the grid law ignores the format's grid: its uniforms are float32's 2^-24 grid, nearly continuous",
         (
             "tests/test_grid_law.py::test_rand_grid_models_torch_rand",
@@ -96,17 +96,17 @@ MUTANTS = (
     Mutant(
         "grid-law-unrounded-scores",
         "mdmlib/grid_law.py",
-        "score = score_fn(p.expand_as(values), values).to(torch.float64)",
-        "score = score_fn(p.expand_as(values).double(), values.double())",
+        "return score_fn(p.expand_as(u), u).to(torch.float64)",
+        "return score_fn(p.expand_as(u).double(), u.double()).to(torch.float64)",
         "the grid law computes the scores in float64 instead of the sampler's format (no rounding, fewer ties)",
         ("tests/test_grid_law.py::test_gumbel_max_in_bfloat16_ties_by_its_rounded_scores",),
     ),
     Mutant(
-        "grid-law-ties-to-last",
+        "grid-law-ties-to-all",
         "mdmlib/grid_law.py",
-        "right=(j > i)",
-        "right=(j < i)",
-        "the grid law gives ties to the last index (argmax gives them to the first)",
+        "term = own * torch.exp(-above_fin - lf - before_fin)",
+        "term = own * torch.exp(-above_fin - lf)",
+        "the grid law lets every tied class win (argmax gives a tie to the first index only)",
         (
             "tests/test_grid_law.py::test_law_on_grid_matches_the_real_sampler",
             "tests/test_mdm_step.py::test_sparse_float32_follows_the_grid_law_and_breaks_ties_like_argmax",
