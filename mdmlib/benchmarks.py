@@ -68,7 +68,8 @@ def bench_mdm_step(batch: int = 2, length: int = 128, vocab: int = 2_048, steps:
     """Whole sampling runs of MDLM's ancestral sampler, side by side on the same work: the
     literal float32 line (dense, V + 1 uniforms per masked position per step), the literal
     float64 line (the paper's fix), the O(1) sparse sampler with each line's law, and the
-    fast exact sampler (the float64 line's law, visiting only steps where something unmasks).
+    fast exact sampler (the float64 line's law, visiting only steps where something unmasks)
+    and the first-hitting sampler (one token per event, L network calls, no step count).
 
     Sizes are small enough for the literal lines to run (batch 2, length 128, V = 2,048,
     the quick language's vocabulary); a larger V or batch multiplies the literal lines'
@@ -77,7 +78,7 @@ def bench_mdm_step(batch: int = 2, length: int = 128, vocab: int = 2_048, steps:
     through the cost model time = NFE x t_net + t_cat, printed with t_net measured for the
     synthetic language's exact denoiser at this size."""
     from .experiments import SETUPS
-    from .sampling import ancestral_sample, exact_sample
+    from .sampling import ancestral_sample, exact_sample, first_hitting_sample
     from .synthetic import ExactDenoiser, MarkovLanguage
 
     g = torch.Generator().manual_seed(0)
@@ -89,7 +90,7 @@ def bench_mdm_step(batch: int = 2, length: int = 128, vocab: int = 2_048, steps:
         "float32 law, O(1) sparse step": lambda n: ancestral_sample(den, batch, length, n, "float32", g, progress=False),
         "float64 law, O(1) sparse step": lambda n: ancestral_sample(den, batch, length, n, "float64", g, progress=False),
         "exact fast sampler (float64 law)": lambda n: exact_sample(den, batch, length, n, g, progress=False),
-        # the first-hitting sampler (Prop. 4.1) joins this table here once mdmlib.sampling has it
+        "first-hitting sampler (float64 race)": lambda n: first_hitting_sample(den, batch, length, "float64", g, progress=False),
     }
     spec = SETUPS["quick"].language
     language_denoiser = ExactDenoiser(MarkovLanguage(spec))
@@ -109,11 +110,11 @@ def bench_mdm_step(batch: int = 2, length: int = 128, vocab: int = 2_048, steps:
         timed = {name: (statistics.median(t), outs[name]) for name, t in times.items()}
         base = timed["literal float32 line (dense)"][0]
         print(f"N = {n:,} steps (median of {repeats} round-robin runs):")
-        print(f"  {'sampler':34s} {'t_cat (s)':>10s} {'vs float32 line':>16s} {'NFE':>7s} {'NFE x t_net + t_cat (s)':>24s}")
+        print(f"  {'sampler':38s} {'t_cat (s)':>10s} {'vs float32 line':>16s} {'NFE':>7s} {'NFE x t_net + t_cat (s)':>24s}")
         for name, (seconds, out) in timed.items():
             nfe = out.nfe.double().mean().item()
             model = f"{nfe * t_net + seconds:24.2f}" if t_net else f"{'':>24s}"
-            print(f"  {name:34s} {seconds:10.3f} {base / seconds:15.1f}x {nfe:7.1f} {model}")
+            print(f"  {name:38s} {seconds:10.3f} {base / seconds:15.1f}x {nfe:7.1f} {model}")
 
 
 def bench_denoiser() -> None:
