@@ -43,7 +43,7 @@ def cache_dir() -> Path:
     return _project_dir("MDMLIB_CACHE", ".cache")
 
 
-def _write_atomically(path: Path, write: Callable[[str], None]) -> Path:
+def write_atomically(path: Path, write: Callable[[str], None]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
@@ -91,7 +91,7 @@ def save_json(obj: Any, name: str) -> Path:
         with open(tmp, "w") as f:
             f.write(text + "\n")
 
-    return _write_atomically(figures_dir() / f"{_scaled(name)}.json", write)
+    return write_atomically(figures_dir() / f"{_scaled(name)}.json", write)
 
 
 def save_text(text: str, name: str, suffix: str = ".md") -> Path:
@@ -101,13 +101,13 @@ def save_text(text: str, name: str, suffix: str = ".md") -> Path:
         with open(tmp, "w") as f:
             f.write(text)
 
-    return _write_atomically(figures_dir() / f"{_scaled(name)}{suffix}", write)
+    return write_atomically(figures_dir() / f"{_scaled(name)}{suffix}", write)
 
 
 def save_figure(fig, name: str, dpi: int = 120) -> Path:
     """Write a matplotlib figure as figures/<name>.png (<name>_<scale>.png outside the quick scale)."""
     # Metadata without the Software/date stamps keeps reruns byte-identical.
-    return _write_atomically(
+    return write_atomically(
         figures_dir() / f"{_scaled(name)}.png",
         lambda tmp: fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight", metadata={"Software": None}),
     )
@@ -161,5 +161,5 @@ def cached(name: str, params: dict, compute: Callable[[], dict]) -> dict:
         with open(tmp, "w") as f:
             f.write(text)
 
-    _write_atomically(path, write)
+    write_atomically(path, write)
     return result

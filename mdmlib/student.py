@@ -17,7 +17,7 @@ from pathlib import Path
 
 import nbformat
 
-from .results import _write_atomically
+from .results import write_atomically
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
@@ -77,7 +77,7 @@ def write_student_versions(out: Path = DEFAULT_OUT, notebooks: Path = NOTEBOOKS)
     written = []
     for path in sorted(notebooks.glob("[0-9][0-9]_*.ipynb")):
         nb = student_version(nbformat.read(path, as_version=4), path.name)
-        written.append(_write_atomically(Path(out) / path.name, lambda tmp, nb=nb: nbformat.write(nb, tmp)))
+        written.append(write_atomically(Path(out) / path.name, lambda tmp, nb=nb: nbformat.write(nb, tmp)))
     return written
 
 

@@ -37,7 +37,7 @@ import safetensors.torch
 import torch
 from safetensors import SafetensorError
 
-from ..results import _write_atomically
+from ..results import write_atomically
 from .config import DiTConfig
 from .device import resolve_device
 from .dit import build_network
@@ -269,9 +269,9 @@ def save_pretrained(network: torch.nn.Module, folder) -> Path:
     config = network.config
     prefix = PREFIX[config.kind]
     state = {prefix + k: v.detach().to("cpu", torch.float32 if v.is_floating_point() else v.dtype).contiguous() for k, v in network.state_dict().items()}
-    _write_atomically(folder / WEIGHTS_NAME, lambda tmp: safetensors.torch.save_file(state, tmp, metadata={"format": "pt"}))
+    write_atomically(folder / WEIGHTS_NAME, lambda tmp: safetensors.torch.save_file(state, tmp, metadata={"format": "pt"}))
     text = json.dumps(config_to_json(config), indent=2, sort_keys=True) + "\n"
-    _write_atomically(folder / CONFIG_NAME, lambda tmp: Path(tmp).write_text(text))
+    write_atomically(folder / CONFIG_NAME, lambda tmp: Path(tmp).write_text(text))
     return folder
 
 
