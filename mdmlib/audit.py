@@ -187,11 +187,9 @@ def run_line(f, x: torch.Tensor, generator: torch.Generator, with_generator: boo
 # ---- statistics ------------------------------------------------------------------------
 
 def clopper_pearson(k: int, n: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
-    """Exact (Clopper-Pearson) interval for a binomial proportion."""
-    a = 1 - confidence
-    lo = 0.0 if k == 0 else float(sps.beta.ppf(a / 2, k, n - k + 1))
-    hi = 1.0 if k == n else float(sps.beta.ppf(1 - a / 2, k + 1, n - k))
-    return lo, hi
+    """Exact (Clopper-Pearson) interval for a binomial proportion, from scipy."""
+    ci = sps.binomtest(int(k), int(n)).proportion_ci(confidence_level=confidence, method="exact")
+    return float(ci.low), float(ci.high)
 
 
 def sample_size(h: float, bias: float, power: float, alpha: float = ALPHA) -> int:
