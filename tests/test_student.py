@@ -34,3 +34,27 @@ def test_student_version_blanks_tagged_markdown_and_clears_outputs():
 def test_check_names_unknown_exercises_and_missing_answers():
     with pytest.raises(ValueError, match="unknown exercise"):
         exercises.check("00.0", 1)
+
+
+def test_grade_tells_correct_wrong_unanswered_and_broken_answers(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("from mdmlib.exercises import WrongAnswer"),
+        nbformat.v4.new_markdown_cell("skipped: not part of the exercise section"),
+        nbformat.v4.new_code_cell("raise RuntimeError('the body is not run when grading')"),
+        nbformat.v4.new_markdown_cell("## Exercises"),
+        nbformat.v4.new_code_cell("print('Exercise 99.1: correct. fine')  # check(\"99.1\", x)"),
+        nbformat.v4.new_code_cell("raise WrongAnswer('Exercise 99.2: off by one')  # check(\"99.2\", x)"),
+        nbformat.v4.new_code_cell("raise NotImplementedError('exercise 99.3 is not implemented yet')  # check(\"99.3\", x)"),
+        nbformat.v4.new_code_cell("1 / 0  # check(\"99.4\", x)"),
+    ]
+    path = tmp_path / "99_demo.ipynb"
+    nbformat.write(nb, path)
+    assert student.grade(path) == [
+        ("99.1", "correct", ""),
+        ("99.2", "wrong", "Exercise 99.2: off by one"),
+        ("99.3", "not answered", "exercise 99.3 is not implemented yet"),
+        ("99.4", "error", "ZeroDivisionError: division by zero"),
+    ]
+    with pytest.raises(ValueError, match="Exercises"):
+        student.exercise_section(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")]))
