@@ -4,13 +4,13 @@ import math
 import pytest
 import torch
 
-from mdmlib.exercises import WrongAnswer, check
+from mdmlib.exercises import WrongAnswer, check, verify
 from mdmlib.metrics import sentence_entropy
 from mdmlib.sampling import expected_nfe
 
 
 def test_05_1_sentence_entropy():
-    assert "correct" in check("05.1", sentence_entropy)
+    assert "correct" in verify("05.1", sentence_entropy)
     with pytest.raises(WrongAnswer, match="bits"):
         check("05.1", lambda x: sentence_entropy(x) / math.log(2))
     with pytest.raises(WrongAnswer, match="whole batch"):
@@ -31,7 +31,7 @@ def test_05_1_lets_not_implemented_through():
 
 
 def test_05_2_expected_calls():
-    assert "973.4" in check("05.2", expected_nfe)
+    assert "973.4" in verify("05.2", expected_nfe)
     with pytest.raises(WrongAnswer, match="linear schedule's count"):
         check("05.2", lambda n, L, schedule="linear": n * (1 - (1 - 1 / n) ** L))
     with pytest.raises(WrongAnswer, match="without caching"):
@@ -47,7 +47,7 @@ def test_05_2_expected_calls():
 
 
 def test_05_3_one_step_nll():
-    assert "0.870461" in check("05.3", 0.8704606554627978)
+    assert "0.870461" in verify("05.3", 0.8704606554627978)
     with pytest.raises(WrongAnswer, match="data's own NLL"):
         check("05.3", 0.7984689779092687)
     with pytest.raises(WrongAnswer, match="sampler's own law"):

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from mdmlib.exercises import WrongAnswer, check
+from mdmlib.exercises import WrongAnswer, check, verify
 from mdmlib.exercises.nb06 import _entropy_cases, _log_moments
 from mdmlib.metrics import categorical_entropy, gen_ppl
 
@@ -25,9 +25,9 @@ def test_06_1_reference_is_the_derivative():
 
 
 def test_06_1_entropy_slope():
-    assert "correct" in check("06.1", _slope)
+    assert "correct" in verify("06.1", _slope)
     h = 1e-5  # a numerical derivative is a right answer too
-    assert "correct" in check("06.1", lambda p: (float(categorical_entropy(torch.softmax(torch.log(p) / (1 + h), -1))) - float(categorical_entropy(torch.softmax(torch.log(p) / (1 - h), -1)))) / (2 * h))
+    assert "correct" in verify("06.1", lambda p: (float(categorical_entropy(torch.softmax(torch.log(p) / (1 + h), -1))) - float(categorical_entropy(torch.softmax(torch.log(p) / (1 - h), -1)))) / (2 * h))
     with pytest.raises(WrongAnswer, match="entropy itself"):
         check("06.1", lambda p: float(categorical_entropy(p)))
     with pytest.raises(WrongAnswer, match="sign"):
@@ -39,7 +39,7 @@ def test_06_1_entropy_slope():
 
 
 def test_06_2_gen_ppl_with_se():
-    assert "correct" in check("06.2", lambda x: (gen_ppl(x).mean, gen_ppl(x).se))
+    assert "correct" in verify("06.2", lambda x: (gen_ppl(x).mean, gen_ppl(x).se))
     with pytest.raises(WrongAnswer, match="Jensen"):
         check("06.2", lambda x: (float(x.exp().mean()), gen_ppl(x).se))
     with pytest.raises(WrongAnswer, match="delta method"):

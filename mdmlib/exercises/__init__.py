@@ -51,13 +51,17 @@ def keys() -> list[str]:
     return sorted(_CHECKERS)
 
 
-def check(key: str, answer) -> str:
-    """Check an answer; print and return the confirmation, or raise WrongAnswer."""
+def verify(key: str, answer) -> str:
+    """The confirmation for a right answer; raises WrongAnswer for a wrong one."""
     _load_all()
     if key not in _CHECKERS:
         raise ValueError(f"unknown exercise {key!r}; known: {sorted(_CHECKERS)}")
     if answer is None or answer is Ellipsis:
         raise WrongAnswer(f"Exercise {key}: no answer yet")
-    message = f"Exercise {key}: correct. {_CHECKERS[key](answer)}".strip()
-    print(message)
-    return message
+    return f"Exercise {key}: correct. {_CHECKERS[key](answer)}".strip()
+
+
+def check(key: str, answer) -> None:
+    """Check an answer in a notebook: print the confirmation, or raise WrongAnswer.
+    It returns nothing, so the confirmation shows once as a cell's last line."""
+    print(verify(key, answer))
