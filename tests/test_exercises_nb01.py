@@ -5,7 +5,7 @@ import pytest
 import sympy as sp
 import torch
 
-from mdmlib.exercises import WrongAnswer, check
+from mdmlib.exercises import WrongAnswer, check, verify
 
 eps = sp.Symbol("epsilon", positive=True)
 
@@ -16,7 +16,7 @@ def cap(f):
 
 
 def test_01_1_cap():
-    assert "correct" in check("01.1", cap)
+    assert "correct" in verify("01.1", cap)
     with pytest.raises(WrongAnswer, match="gap \\*above\\* 1"):
         check("01.1", lambda f: (2.0**-f, -math.log(-math.log1p(-(2.0**-f)))))
     with pytest.raises(WrongAnswer, match="log1p"):  # the naive log(1 - eps) breaks beyond float64
@@ -24,8 +24,8 @@ def test_01_1_cap():
 
 
 def test_01_2_tail_and_series():
-    assert "correct" in check("01.2", (eps, eps + eps**2 / 2))
-    assert "correct" in check("01.2", (1 - sp.exp(sp.log(1 - eps)), sp.series(-sp.log(1 - eps), eps, 0, 3)))
+    assert "correct" in verify("01.2", (eps, eps + eps**2 / 2))
+    assert "correct" in verify("01.2", (1 - sp.exp(sp.log(1 - eps)), sp.series(-sp.log(1 - eps), eps, 0, 3)))
     with pytest.raises(WrongAnswer, match="second order"):
         check("01.2", (eps, eps))
     with pytest.raises(WrongAnswer, match="not the Gumbel's tail"):
@@ -39,7 +39,7 @@ def _threshold(p_mask, e_max):
 
 def test_01_3_smallest_winner():
     e_max = (1e-10 - torch.log(torch.tensor(0.0) + 1e-10)).item()
-    assert "correct" in check("01.3", lambda p: _threshold(p, e_max))
+    assert "correct" in verify("01.3", lambda p: _threshold(p, e_max))
     with pytest.raises(WrongAnswer, match="every class can win"):
         check("01.3", lambda p: 0.0)
     with pytest.raises(WrongAnswer, match="too large"):  # the smallest nonzero uniform 2^-24 instead of u = 0

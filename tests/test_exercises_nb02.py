@@ -4,7 +4,7 @@ import math
 import pytest
 import sympy as sp
 
-from mdmlib.exercises import WrongAnswer, check
+from mdmlib.exercises import WrongAnswer, check, verify
 from mdmlib.symbolic import delta
 
 
@@ -28,7 +28,7 @@ def paper_law(p, M, shift=1):
 
 
 def test_02_1_paper_law():
-    assert "correct" in check("02.1", paper_law)
+    assert "correct" in verify("02.1", paper_law)
     with pytest.raises(WrongAnswer, match="sums to"):
         check("02.1", lambda p, M: paper_law(p, M, shift=0))
     with pytest.raises(WrongAnswer, match="original order"):  # sorted, but not put back
@@ -36,7 +36,7 @@ def test_02_1_paper_law():
 
 
 def test_02_2_halving():
-    assert "correct" in check("02.2", delta / (sp.log(2) + 2 * delta))
+    assert "correct" in verify("02.2", delta / (sp.log(2) + 2 * delta))
     with pytest.raises(WrongAnswer, match="not 1/2"):  # the small-delta approximation
         check("02.2", delta / sp.log(2))
     with pytest.raises(WrongAnswer, match="alone"):

@@ -5,13 +5,13 @@ import pytest
 import sympy as sp
 import torch
 
-from mdmlib.exercises import WrongAnswer, check
+from mdmlib.exercises import WrongAnswer, check, verify
 
 V, delta = sp.symbols("V delta", positive=True)
 
 
 def test_04_1_half_rate_step():
-    assert "correct" in check("04.1", V / (V + 1 + sp.log(2) / delta))
+    assert "correct" in verify("04.1", V / (V + 1 + sp.log(2) / delta))
     with pytest.raises(WrongAnswer, match="not 1/2"):  # the small-step approximation V delta / log 2
         check("04.1", V * delta / sp.log(2))
     with pytest.raises(WrongAnswer, match="only the symbols"):
@@ -26,7 +26,7 @@ def _spread_step(e_max):
 
 def test_04_2_peaked_spread_step():
     e_max = (1e-10 - torch.log(torch.tensor(0.0) + 1e-10)).item()
-    assert "correct" in check("04.2", _spread_step(e_max))
+    assert "correct" in verify("04.2", _spread_step(e_max))
     with pytest.raises(WrongAnswer, match="too large"):  # the smallest nonzero uniform instead of u = 0
         check("04.2", _spread_step(-math.log(2.0**-24)))
     with pytest.raises(WrongAnswer, match="too small"):

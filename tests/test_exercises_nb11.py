@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from mdmlib.exercises import WrongAnswer, check
+from mdmlib.exercises import WrongAnswer, check, verify
 
 
 def float64_race(probs, generator):
@@ -21,7 +21,7 @@ def cast_too_late(probs, generator):  # float16 uniforms, cast to float64 afterw
 
 
 def test_11_1_exact_line():
-    assert "correct" in check("11.1", float64_race)
+    assert "correct" in verify("11.1", float64_race)
     for wrong in (half_race, cast_too_late):
         with pytest.raises(WrongAnswer, match="biased"):
             check("11.1", wrong)
@@ -30,7 +30,7 @@ def test_11_1_exact_line():
 
 
 def test_11_2_bfloat16_noise():
-    assert "correct" in check("11.2", (548, 5.53125, -3.828125))
+    assert "correct" in verify("11.2", (548, 5.53125, -3.828125))
     with pytest.raises(WrongAnswer, match="number of bfloat16 uniforms"):
         check("11.2", (2304, 5.53125, -3.828125))
     with pytest.raises(WrongAnswer, match="exact arithmetic"):
