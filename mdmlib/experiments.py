@@ -7,16 +7,15 @@ library code they depend on, so a change to a sampler invalidates them.
 """
 from __future__ import annotations
 
-import hashlib
 import time
 import zlib
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import torch
 
 from .metrics import sentence_entropy
 from .results import cached
+from .results import code_fingerprint as fingerprint_of
 from .sampling import ancestral_sample, ar_sample, exact_sample
 from .scale import by_scale
 from .synthetic import ExactDenoiser, LanguageSpec, MarkovLanguage
@@ -45,11 +44,7 @@ def current_setup() -> Setup:
 
 
 def code_fingerprint() -> str:
-    here = Path(__file__).resolve().parent
-    digest = hashlib.sha256()
-    for name in _CODE:
-        digest.update((here / name).read_bytes())
-    return digest.hexdigest()[:12]
+    return fingerprint_of(_CODE)
 
 
 def _params(setup: Setup, **kw) -> dict:

@@ -2,7 +2,8 @@
 
 Figures and tables go to the project's figures/ folder (or $MDMLIB_FIGURES);
 expensive computations are cached in .cache/ (or $MDMLIB_CACHE), keyed by a
-hash of their parameters. Every file is written to a temporary name in the
+hash of their parameters (which include, where it matters, a fingerprint of the
+library code the result depends on, `code_fingerprint`). Every file is written to a temporary name in the
 same folder and then renamed, so a crash never leaves half a file behind.
 """
 from __future__ import annotations
@@ -70,15 +71,20 @@ def _scaled(name: str) -> str:
     return name if scale == "quick" else f"{name}_{scale}"
 
 
-def save_json(obj: Any, name: str) -> Path:
-    """Write `obj` as figures/<name>.json (<name>_<scale>.json outside the quick scale)."""
+def write_json(obj: Any, path) -> Path:
+    """Write `obj` as JSON to `path`, whole or not at all."""
     text = json.dumps(_to_json(obj), indent=2, sort_keys=True, allow_nan=False)
 
     def write(tmp: str) -> None:
         with open(tmp, "w") as f:
             f.write(text + "\n")
 
-    return _write_atomically(figures_dir() / f"{_scaled(name)}.json", write)
+    return _write_atomically(Path(path), write)
+
+
+def save_json(obj: Any, name: str) -> Path:
+    """Write `obj` as figures/<name>.json (<name>_<scale>.json outside the quick scale)."""
+    return write_json(obj, figures_dir() / f"{_scaled(name)}.json")
 
 
 def save_figure(fig, name: str, dpi: int = 120) -> Path:
@@ -93,6 +99,28 @@ def save_figure(fig, name: str, dpi: int = 120) -> Path:
 def cache_key(params: dict) -> str:
     blob = json.dumps(_to_json(params), sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def code_fingerprint(files) -> str:
+    """A hash of the named source files of mdmlib (paths relative to the package,
+    e.g. "sampling.py", "models/dit.py"): part of a cache key, so that a change to
+    the code a result depends on invalidates it."""
+    here = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for name in files:
+        path = here / name
+        if not path.is_file():
+            raise ValueError(f"no source file mdmlib/{name} to fingerprint")
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def cache_folder(name: str, params: dict) -> Path:
+    """A folder of the cache for results that are more than one json (a checkpoint):
+    .cache/<name>-<key of params>/, created if needed."""
+    path = cache_dir() / f"{name}-{cache_key(params)}"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def cached(name: str, params: dict, compute: Callable[[], dict]) -> dict:
