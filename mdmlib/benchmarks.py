@@ -127,7 +127,30 @@ def bench_models(repeats: int = 3) -> None:
           f"{t:.2f} s wall (median of {repeats} after a warm-up), {cpu:.2f} s of CPU time per forward (mean)")
 
 
-BENCHMARKS = {"truncation": bench_truncation, "mdm_step": bench_mdm_step, "denoiser": bench_denoiser, "models": bench_models}
+def bench_train(steps: int = 20) -> None:
+    """Training throughput at the quick scale (mdmlib.train.SETUPS["quick"]), per objective:
+    steps/s and tokens/s (batch x length clean tokens per step) over `steps` steps after 3
+    warm-up steps. A step includes drawing the data (in chunks of DATA_CHUNK batches), the
+    forward and backward pass and the AdamW update; building the network and writing
+    checkpoints are excluded. Wall and CPU time are both shown: on a shared machine the
+    wall time also counts waiting for cores."""
+    from .train import OBJECTIVES, SETUPS, TrainingRun
+
+    setup = SETUPS["quick"]
+    tokens = setup.batch_size * setup.length
+    print(f"quick setup: vocabulary {setup.language.vocab_size}, length {setup.length}, batch {setup.batch_size}, "
+          f"hidden {setup.hidden_dim}, {setup.n_blocks} blocks; {torch.get_num_threads()} threads, CPU")
+    for objective in OBJECTIVES:
+        run = TrainingRun(setup, objective, "cpu")
+        run.train_until(3, progress=False)
+        cpu_start, wall_start = time.process_time(), time.perf_counter()
+        run.train_until(3 + steps, progress=False)
+        wall, cpu = time.perf_counter() - wall_start, time.process_time() - cpu_start
+        print(f"{objective:>12s}: {steps / wall:5.2f} steps/s, {steps * tokens / wall:8,.0f} tokens/s wall "
+              f"({cpu / steps * 1e3:.0f} ms CPU per step); {setup.steps} steps take {setup.steps * wall / steps:.0f} s wall here")
+
+
+BENCHMARKS = {"truncation": bench_truncation, "mdm_step": bench_mdm_step, "denoiser": bench_denoiser, "models": bench_models, "train": bench_train}
 
 
 def main(argv: list[str]) -> int:
