@@ -9,18 +9,28 @@ Modules follow the paper:
   categorical  the categorical samplers used in practice and their validation
   truncation   the exact law of a truncated Gumbel-max sampler (Prop. 5.2)
   grid_law     the exact law of a sampler whose uniforms live on a finite grid
+  argmax_law   the same law for many classes at once, by one sweep over score values
   symbolic     SymPy forms of the law, for exact proofs
   stats        chi-square and z tests sized from the sample
   montecarlo   class counts of a sampler, in memory-sized chunks
   synthetic    a language with exact likelihood, sampling and optimal denoiser
   schedules    masking schedules and the sampler's time grid
   mdm_step     one masked-diffusion categorical step: the literal line and an O(1) sampler of its law
-  sampling     ancestral (MDLM), fast exact and autoregressive samplers
+  sampling     ancestral (per-sequence, per-batch or no caching), fast exact,
+               first-hitting and autoregressive samplers
   models       MDLM's DiT in plain PyTorch, SEDD's variant, a causal twin; checkpoints (a sub-package)
+  objectives   the ELBO as a sum over masked counts, its estimators, other objectives' weights
+  exact_laws   exact laws of the samplers on a language small enough to list
+  cost         the paper's cost model and a network-like denoiser that times itself
   metrics      sentence entropy, Gen PPL, standard errors, effective temperature
+  public_lines the sampling lines of MDLM, SEDD, LLaDA, torch and MaskGIT, with their laws
+  audit        the law of any sampling line in the masked-diffusion regime (python -m mdmlib.audit)
   experiments  the cached runs of notebooks 05 and 06
+  part2_runs   the cached runs of notebooks 07 and 08
   results      figures and json written whole, and an on-disk cache
   benchmarks   speed checks that print figures (python -m mdmlib.benchmarks)
   bootstrap    the README's set-up command (python3 -m mdmlib.bootstrap run|pytest)
+  checks       argument checks shared by the public functions
+  mutants      plausible bugs the tests must catch (python -m mdmlib.mutants)
 """
 __version__ = "0.1.0"

@@ -165,5 +165,54 @@ def main(argv: list[str]) -> int:
     return 0
 
 
+def bench_fhs(batch: int = 4, length: int = 128, steps: tuple = (2_048, 10_000), repeats: int = 3) -> None:
+    """The first-hitting sampler against the cached ancestral sampler, side by side on the
+    same work: `batch` sequences of `length` tokens of the quick language (V = 2,048), float64
+    categorical draws, the ancestral sampler with the project's O(1) step and each caching
+    rule. The network is the exact denoiser of mdmlib.synthetic evaluated at every position
+    of every sequence it is given (cost.FullPassDenoiser), as a network's forward pass is;
+    its share of each run is printed. Runs are timed on one thread by the CPU time of this
+    process (cost.timed_sample: wall time on a shared machine measures the neighbours),
+    wall time beside it; figures are medians of `repeats` runs, interleaved. A last line
+    measures MDLM's literal categorical line (dense, float32) at the first step count on
+    one sequence, against FHS on one sequence."""
+    from .cost import FullPassDenoiser, median_cpu_seconds, one_thread, timed_sample
+    from .experiments import SETUPS
+    from .sampling import ancestral_sample
+    from .synthetic import ExactDenoiser, MarkovLanguage
+
+    language = MarkovLanguage(SETUPS["quick"].language)
+    g = torch.Generator().manual_seed(0)
+    jobs = [("first hitting", None, None)] + [("ancestral", n, c) for n in steps for c in ("per_sequence", "per_batch")]
+    runs = {job: [] for job in jobs}
+    for _ in range(repeats):
+        for sampler, n, caching in jobs:
+            kind = "first_hitting" if sampler == "first hitting" else "ancestral"
+            runs[(sampler, n, caching)].append(timed_sample(language, kind, batch, length, g, steps=n, caching=caching or "per_sequence"))
+    print(f"network: the exact denoiser of mdmlib.synthetic (V = {language.vocab_size:,}, {language.num_classes} classes) at all {length} positions "
+          f"of each sequence per call; {batch} sequences; float64 draws; one thread; medians of {repeats} runs")
+    median = lambda job, key: statistics.median(r[key] for r in runs[job])
+    fhs_cpu = median(jobs[0], "cpu_seconds")
+    print(f"{'sampler':>26s} {'N':>7s} {'NFE/seq':>8s} {'CPU s':>7s} {'network':>8s} {'wall s':>7s} {'FHS speedup (CPU)':>18s}")
+    for job in jobs:
+        sampler, n, caching = job
+        cpu, net, wall = median(job, "cpu_seconds"), median(job, "network_cpu_seconds"), median(job, "seconds")
+        nfe = statistics.median(float(r["nfe"].double().mean()) for r in runs[job])
+        name = sampler if caching is None else f"{sampler}, {caching.replace('_', '-')}"
+        speed = "" if caching is None else f"{cpu / fhs_cpu:17.1f}x"
+        print(f"{name:>26s} {'-' if n is None else f'{n:,}':>7s} {nfe:8.1f} {cpu:7.2f} {net / cpu:8.0%} {wall:7.2f} {speed:>18s}")
+
+    dense_net = FullPassDenoiser(ExactDenoiser(language))
+    with one_thread():
+        start = time.process_time()
+        ancestral_sample(dense_net, 1, length, steps[0], "float32", g, implementation="dense", progress=False)
+        t_dense = time.process_time() - start
+    t_fhs = median_cpu_seconds(lambda: timed_sample(language, "first_hitting", 1, length, g), repeats)
+    print(f"literal float32 line, {steps[0]:,} steps, 1 sequence: {t_dense:.1f} CPU s (network {dense_net.cpu_seconds / t_dense:.0%}); "
+          f"FHS on one sequence: {t_fhs:.2f} CPU s: {t_dense / t_fhs:,.0f}x")
+
+
+BENCHMARKS["fhs"] = bench_fhs
+
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

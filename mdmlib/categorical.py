@@ -15,13 +15,17 @@ from __future__ import annotations
 
 import torch
 
+from .checks import real_number, whole_number
 from .precision import as_dtype
 
 
 def check_probabilities(p) -> torch.Tensor:
     """Validate unnormalised probabilities; return them as a floating tensor."""
     if not isinstance(p, torch.Tensor):
-        p = torch.as_tensor(p, dtype=torch.float64)
+        try:
+            p = torch.as_tensor(p, dtype=torch.float64)
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise TypeError(f"probabilities must be a tensor or a nested list of numbers, got {type(p).__name__}") from err
     if not p.is_floating_point():
         raise ValueError(f"probabilities must be a floating-point tensor, got dtype {p.dtype}")
     if p.dim() == 0 or p.shape[-1] == 0:
@@ -76,7 +80,7 @@ def truncated_race(p, generator: torch.Generator, eps: float) -> torch.Tensor:
     """The race in float64 with uniforms scaled into [0, 1 - eps]: a Gumbel
     capped at M = -log(-log(1 - eps)) on a 2^-53 grid, i.e. the truncation of
     a low-precision format without its discreteness."""
-    eps = float(eps)
+    eps = real_number(eps, "eps")
     if not 0.0 < eps < 1.0:
         raise ValueError(f"eps must lie in (0, 1), got {eps}")
     p = check_probabilities(p).to(torch.float64)
@@ -90,6 +94,7 @@ def inverse_cdf(p, generator: torch.Generator, sample_shape: tuple = ()) -> torc
     cumulative sum, so they can never be chosen. For a single probability vector,
     `sample_shape` draws that many samples from it (its cumulative sum is built once)."""
     p = check_probabilities(p).to(torch.float64)
+    sample_shape = tuple(whole_number(s, "sample_shape entries", minimum=0) for s in sample_shape)
     if sample_shape and p.dim() != 1:
         raise ValueError("sample_shape is for a single probability vector")
     cdf = torch.cumsum(p, -1)

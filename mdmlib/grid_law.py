@@ -81,7 +81,7 @@ def law_on_grid(p, dtype, sampler: str = "exponential_race", copies=None) -> tor
     if p.dim() != 1:
         raise ValueError(f"p must be one probability vector, got shape {tuple(p.shape)}")
     copies = torch.ones(p.shape, dtype=torch.float64) if copies is None else torch.as_tensor(copies, dtype=torch.float64)
-    if copies.shape != p.shape or (copies < 1).any() or (copies != copies.round()).any():
+    if copies.shape != p.shape or not torch.isfinite(copies).all() or (copies < 1).any() or (copies != copies.round()).any():
         raise ValueError("copies must be positive integers, one per entry of p")
     values, weights = rand_grid(dtype)
     p_dtype = p.to(dtype)

@@ -30,6 +30,7 @@ from __future__ import annotations
 import torch
 
 from .categorical import exponential_race, race_score, truncated_race
+from .checks import real_number
 from .precision import float_format
 
 PRECISIONS = ("float32", "float64", "float64+trunc")
@@ -38,11 +39,16 @@ PRECISIONS = ("float32", "float64", "float64+trunc")
 FLOAT32_GAP_BELOW_ONE = float_format(torch.float32).gap_below_one
 
 
-def _check(precision: str, eps: float) -> None:
+def _check(precision: str, eps: float, move_t: float, move_s: float) -> None:
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}: expected one of {PRECISIONS}")
-    if not 0.0 < eps < 1.0:
+    if not 0.0 < real_number(eps, "eps") < 1.0:
         raise ValueError(f"eps must lie in (0, 1), got {eps}")
+    for name, m in (("move_t", move_t), ("move_s", move_s)):
+        if not 0.0 <= real_number(m, name) <= 1.0:  # also rejects NaN
+            raise ValueError(f"{name} is a mask probability and must lie in [0, 1], got {m}")
+    if float(move_s) > float(move_t):
+        raise ValueError(f"move_s ({move_s}) exceeds move_t ({move_t}): a step goes from t to an earlier s, so m(s) <= m(t)")
 
 
 def _dtype(precision: str) -> torch.dtype:
@@ -57,6 +63,8 @@ def _mask_probabilities(move_t: float, move_s: float, precision: str) -> tuple[t
 
 def step_categories(mu: torch.Tensor, move_t: float, move_s: float, precision: str) -> torch.Tensor:
     """The (n, V+1) unnormalised categories of a step, in the sampler's dtype."""
+    if not isinstance(mu, torch.Tensor) or mu.dim() != 2 or not mu.is_floating_point():
+        raise ValueError(f"mu must be a floating (n, V) tensor of denoiser outputs, got {_describe(mu)}")
     m_t, m_s = _mask_probabilities(move_t, move_s, precision)
     return torch.cat([mu.to(m_t.dtype) * (m_t - m_s), m_s.expand(mu.shape[0], 1)], 1)
 
@@ -64,7 +72,7 @@ def step_categories(mu: torch.Tensor, move_t: float, move_s: float, precision: s
 def dense_step(mu: torch.Tensor, move_t: float, move_s: float, precision: str, generator: torch.Generator, eps: float = FLOAT32_GAP_BELOW_ONE) -> torch.Tensor:
     """The literal step for n masked positions, mu (n, V). Returns (n,) new tokens,
     V where the position stays masked."""
-    _check(precision, eps)
+    _check(precision, eps, move_t, move_s)
     probs = step_categories(mu, move_t, move_s, precision)
     if precision == "float64+trunc":
         return truncated_race(probs, generator, eps)
@@ -119,6 +127,48 @@ def _distinct_tokens(owner: torch.Tensor, vocab: int, generator: torch.Generator
         tok[dup] = torch.randint(0, vocab, (int(dup.sum()),), generator=generator)
 
 
+def candidate_window(p_max: torch.Tensor, s_mask: torch.Tensor, precision: str) -> torch.Tensor:
+    """J (float64, at most 2^bits): a token of probability p <= p_max can tie or beat
+    the mask's score s_mask only if its uniform is one of the top J grid values.
+    It needs p_max / E(u) >= s_mask, i.e. -log u <= E* = p_max / s_mask; the window
+    covers that with a 1e-4 relative and an 8-point absolute margin for the rounding
+    of the literal scores (tests/test_mdm_step.py checks it by brute force)."""
+    bits = _bits(precision)
+    e_star = p_max.to(torch.float64) / s_mask.to(torch.float64)
+    top = torch.floor(-torch.expm1(-e_star * (1 + 1e-4)) * 2.0**bits) + 8
+    return torch.where(torch.isfinite(top), top, torch.tensor(2.0**bits, dtype=torch.float64)).clamp(max=2.0**bits)
+
+
+def _describe(x) -> str:
+    return f"{x.dtype} tensor of shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
+
+
+def _check_positions(mu, mu_max, rows, cols) -> None:
+    if not isinstance(mu, torch.Tensor) or mu.dim() != 3 or not mu.is_floating_point():
+        raise ValueError(f"mu must be a floating (B, L, V) tensor of denoiser outputs, got {_describe(mu)}")
+    if not isinstance(mu_max, torch.Tensor) or tuple(mu_max.shape) != tuple(mu.shape[:2]):
+        raise ValueError(f"mu_max must be mu's maxima over tokens, shape {tuple(mu.shape[:2])}, got {_describe(mu_max)}")
+    for name, idx, size in (("rows", rows, mu.shape[0]), ("cols", cols, mu.shape[1])):
+        if not isinstance(idx, torch.Tensor) or idx.dim() != 1 or idx.is_floating_point() or idx.dtype == torch.bool:
+            raise ValueError(f"{name} must be a 1-D integer tensor of positions, got {_describe(idx)}")
+        if idx.numel() and (idx.min() < 0 or idx.max() >= size):
+            raise ValueError(f"{name} must lie in [0, {size}), got values from {int(idx.min())} to {int(idx.max())}")
+    if rows.shape != cols.shape:
+        raise ValueError(f"rows and cols must have one entry per masked position, got shapes {tuple(rows.shape)} and {tuple(cols.shape)}")
+
+
+def _check_read(mu_read: torch.Tensor, mu_max_read: torch.Tensor, full_rows: bool) -> None:
+    """mu is checked where the step reads it (reading all of it would cost O(V) per position)."""
+    if torch.isnan(mu_read).any():
+        raise ValueError("mu contains NaN")
+    if (mu_read < 0).any():
+        raise ValueError(f"mu contains a negative value ({mu_read.min().item():.3g})")
+    if full_rows and (mu_read.max(-1).values.to(torch.float64) != mu_max_read.to(torch.float64)).any():
+        raise ValueError("mu_max disagrees with mu's maxima over tokens")
+    if not full_rows and (mu_read.to(torch.float64) > mu_max_read.to(torch.float64)).any():
+        raise ValueError("mu_max is below a value of mu: it must hold mu's maxima over tokens")
+
+
 def sparse_step(
     mu: torch.Tensor,
     mu_max: torch.Tensor,
@@ -133,8 +183,13 @@ def sparse_step(
 ) -> torch.Tensor:
     """The same law as `dense_step(mu[rows, cols], ...)`, drawing O(1) numbers per
     position. mu: (B, L, V) denoiser outputs; mu_max: (B, L) their maxima over tokens;
-    rows, cols: the masked positions. Returns (n,) new tokens, V where it stays masked."""
-    _check(precision, eps)
+    rows, cols: the masked positions. Returns (n,) new tokens, V where it stays masked.
+    mu is validated where it is read (mu_max at every masked position, mu at the
+    candidate tokens, whole rows where all V uniforms are drawn)."""
+    _check(precision, eps, move_t, move_s)
+    _check_positions(mu, mu_max, rows, cols)
+    if not 0.0 < dense_fraction <= 1.0:
+        raise ValueError(f"dense_fraction must lie in (0, 1], got {dense_fraction}")
     dtype, bits = _dtype(precision), _bits(precision)
     V, n = mu.shape[-1], rows.numel()
     m_t, m_s = _mask_probabilities(move_t, move_s, precision)
@@ -142,21 +197,22 @@ def sparse_step(
     new = torch.full((n,), V, dtype=torch.int64)
     if n == 0:
         return new
-    # the mask's score
+    mu_max_read = mu_max[rows, cols]
+    if torch.isnan(mu_max_read).any() or (mu_max_read < 0).any() or torch.isinf(mu_max_read).any():
+        raise ValueError("mu_max is NaN, infinite or negative at a masked position (check mu and its maxima)")
+    # the mask's score, and the window of top grid values a token must reach
     u_mask = _uniform_from_index(torch.randint(0, 2**bits, (n,), generator=generator), precision, eps)
     s_mask = _score(m_s.expand(n), u_mask, precision)
-    # A token can tie or beat the mask only if p_max / E(u) >= s_mask, i.e. -log u <= E* = p_max / s_mask;
-    # the top J grid values cover that with a 1e-4 relative and 8-point absolute margin.
-    p_max = (mu_max[rows, cols].to(dtype) * scale).to(torch.float64)
-    e_star = p_max / s_mask.to(torch.float64)
-    top = torch.floor(-torch.expm1(-e_star * (1 + 1e-4)) * 2.0**bits) + 8
-    J = torch.where(torch.isfinite(top), top, torch.tensor(2.0**bits)).clamp(max=2.0**bits)
+    p_max = (mu_max_read.to(dtype) * scale).to(torch.float64)
+    J = candidate_window(p_max, s_mask, precision)
     dense = J > dense_fraction * 2.0**bits
 
     # positions near the end of sampling: all V token uniforms, the mask's kept
     if dense.any():
         d = torch.nonzero(dense).flatten()
-        p = mu[rows[d], cols[d]].to(dtype) * scale
+        mu_d = mu[rows[d], cols[d]]
+        _check_read(mu_d, mu_max_read[d], full_rows=True)
+        p = mu_d.to(dtype) * scale
         u = torch.rand(p.shape, generator=generator, dtype=dtype)
         if precision == "float64+trunc":
             u = u * (1.0 - eps)
@@ -173,7 +229,9 @@ def sparse_step(
             tok = _distinct_tokens(owner, V, generator)
             j = _uniform_int_below(J[owner].long(), generator) + 1  # 1..J: the j-th grid value from the top
             u = _uniform_from_index(2**bits - j, precision, eps)
-            p = mu[rows[owner], cols[owner], tok].to(dtype) * scale
+            mu_c = mu[rows[owner], cols[owner], tok]
+            _check_read(mu_c, mu_max_read[owner], full_rows=False)
+            p = mu_c.to(dtype) * scale
             score = torch.where(p > 0, _score(p, u, precision), -torch.inf).to(torch.float64)
             wins = score >= s_mask[owner].to(torch.float64)
             best = torch.full((n,), -torch.inf, dtype=torch.float64).scatter_reduce(0, owner[wins], score[wins], "amax")

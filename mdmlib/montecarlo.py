@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 
 from .categorical import check_probabilities
+from .checks import whole_number
 from .progress import progress
 
 
@@ -14,8 +15,9 @@ def count_classes(sampler, p, n: int, generator: torch.Generator, *, chunk: int 
     p = check_probabilities(p)
     if p.dim() != 1:
         raise ValueError(f"p must be one probability vector, got shape {tuple(p.shape)}")
-    if n < 1:
-        raise ValueError(f"n must be positive, got {n}")
+    n, chunk = whole_number(n, "n"), whole_number(chunk, "chunk")
+    if not callable(sampler):
+        raise TypeError(f"sampler must be a function (p, generator) -> class indices, got {type(sampler).__name__}")
     K = p.numel()
     rows = max(1, chunk // K)
     counts = torch.zeros(K, dtype=torch.int64)

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .checks import real_number, whole_number
+
 _DTYPES = {
     "float16": torch.float16,
     "bfloat16": torch.bfloat16,
@@ -34,16 +36,23 @@ def as_dtype(dtype) -> torch.dtype:
 
 def gumbel_cap(eps: float) -> float:
     """M = -log(-log(1 - eps)), the largest Gumbel value a uniform capped at 1 - eps gives."""
-    eps = float(eps)
+    eps = real_number(eps, "eps")
     if not 0.0 < eps < 1.0:
         raise ValueError(f"eps must lie in (0, 1), got {eps}")
     return -math.log(-math.log1p(-eps))
 
 
+# e^-M must stay finite: the truncation shift delta = e^-M multiplies every term of the law
+_MIN_CAP = -math.log(torch.finfo(torch.float64).max)
+
+
 def check_cap(M: float) -> float:
-    M = float(M)
+    """M as a float: a real number above -log(float64 max) ~ -709.8 (+inf: no truncation)."""
+    M = real_number(M, "the Gumbel cap M")
     if math.isnan(M):
         raise ValueError("the Gumbel cap M is NaN")
+    if not M > _MIN_CAP:
+        raise ValueError(f"the Gumbel cap M = {M} is below {_MIN_CAP:.1f}: e^-M (the truncation shift) overflows")
     return M
 
 
@@ -101,8 +110,8 @@ def probe_rand(dtype, n: int, generator: torch.Generator, chunk: int = 1 << 22) 
     and report their largest value, the spacing just below it, and how often 0
     came out. Only the observed values are reported: nothing is assumed."""
     dtype = as_dtype(dtype)
-    if n < 2:
-        raise ValueError(f"need at least 2 draws, got n={n}")
+    n = whole_number(n, "n", minimum=2)
+    chunk = whole_number(chunk, "chunk")
     device = generator.device
     tops: list[float] = []  # the two largest distinct values of each chunk
     zeros, smallest = 0, math.inf

@@ -18,6 +18,7 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
+from .claims import summarize
 from .progress import progress
 from .scale import current_scale
 
@@ -60,10 +61,13 @@ def main(argv: list[str]) -> int:
         print("no notebooks matched", argv)
         return 1
     print(f"scale: {current_scale()}  notebooks: {len(paths)}")
+    start = time.time()
     with progress(paths, unit="notebook", desc="notebooks") as bar:
         for path in bar:
             seconds = run_notebook(path, out)
             bar.write(f"{path.name}: {seconds:.0f} s")
+    print(f"\nall {len(paths)} notebooks ran in {(time.time() - start) / 60:.1f} min\n")
+    print(summarize())
     return 0
 
 

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as sps
 
+from .checks import real_number, whole_number
+
 ALPHA = 1e-3  # the project's level for "agrees": a false alarm once in a thousand checks
 
 
@@ -58,9 +60,7 @@ def _law(x, name: str) -> np.ndarray:
 
 
 def _sample_size(n, name: str = "n") -> int:
-    if isinstance(n, bool) or not float(n).is_integer() or n < 1:
-        raise ValueError(f"{name} must be a positive whole number, got {n!r}")
-    return int(n)
+    return whole_number(n, name)
 
 
 def pooled_bins(expected: np.ndarray, min_expected: float) -> np.ndarray:
@@ -232,9 +232,9 @@ def two_sample_power(law_a, law_b, n_a, n_b, alpha: float = ALPHA, min_expected:
 def binomial_z(successes: int, trials: int, p: float) -> float:
     """z-score of `successes` in `trials` against success probability p."""
     trials = _sample_size(trials, "trials")
-    if not 0 <= successes <= trials or not float(successes).is_integer():
+    if not 0 <= real_number(successes, "successes") <= trials or not float(successes).is_integer():
         raise ValueError(f"successes must be a whole number in [0, trials], got {successes}")
-    if not 0 < p < 1:
+    if not 0 < real_number(p, "p") < 1:
         raise ValueError(f"p must lie in (0, 1), got {p}")
     return (successes - trials * p) / math.sqrt(trials * p * (1 - p))
 

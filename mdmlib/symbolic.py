@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import sympy as sp
 
+from .checks import whole_number
+
 delta, t = sp.symbols("delta t", positive=True)
 _EXP = sp.Function("E")  # an opaque stand-in for exp, so SymPy cannot move it around
 
 
 def ordered_probabilities(K: int) -> list[sp.Expr]:
+    K = whole_number(K, "K")
     xs = sp.symbols(f"x1:{K + 1}", positive=True)
     return [sum(xs[: j + 1]) for j in range(K)]
 
@@ -23,6 +26,7 @@ def law_from_definition(K: int) -> tuple[list[sp.Expr], list[sp.Expr]]:
     by SymPy over each interval between the clocks' start times
     a_n = delta / pi_n (a_1 >= ... >= a_K). Before its start a clock survives
     with probability 1; after it, with exp(-pi_k (t - a_k))."""
+    K = whole_number(K, "K")
     pis = ordered_probabilities(K)
     a = [delta / p for p in pis]
     law = []
@@ -43,6 +47,8 @@ def law_from_paper(pis: list[sp.Expr]) -> list[sp.Expr]:
     """The paper's Prop. 5.2, written as printed, with e^-M = delta:
     pi'_n = pi_n sum_{i<=n} beta(i), and the pi_0 = 0 term of beta(1) is e^-inf = 0."""
     K = len(pis)
+    if K == 0:
+        raise ValueError("law_from_paper needs at least one probability")
     law = []
     for n in range(1, K + 1):
         total = 0

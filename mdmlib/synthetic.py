@@ -26,9 +26,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import math
+
 import torch
 
-from .categorical import inverse_cdf
+from .categorical import check_probabilities, inverse_cdf
+from .checks import real_number, whole_number
+from .precision import as_dtype
 from .metrics import categorical_entropy
 
 
@@ -40,6 +44,15 @@ class LanguageSpec:
     zipf_exponent: float = 1.1  # base frequency of token rank r is proportional to r^-zipf_exponent
     emission_spread: float = 2.0  # log-normal spread of each class's preference around the base
     transition_spread: float = 3.0  # how concentrated each token's next-class distribution is
+
+    def __post_init__(self):
+        whole_number(self.vocab_size, "vocab_size", minimum=2)
+        whole_number(self.num_classes, "num_classes")
+        whole_number(self.seed, "seed", minimum=0)
+        for name in ("zipf_exponent", "emission_spread", "transition_spread"):
+            value = real_number(getattr(self, name), name)
+            if not (math.isfinite(value) and (name == "zipf_exponent" or value >= 0)):
+                raise ValueError(f"{name} must be finite{'' if name == 'zipf_exponent' else ' and non-negative'}, got {value}")
 
 
 def nearest_unmasked(x: torch.Tensor, mask_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -57,8 +70,8 @@ class MarkovLanguage:
     """The low-rank Markov language of a LanguageSpec. The mask token is id V."""
 
     def __init__(self, spec: LanguageSpec):
-        if spec.vocab_size < 2 or spec.num_classes < 1:
-            raise ValueError(f"need vocab_size >= 2 and num_classes >= 1, got {spec}")
+        if not isinstance(spec, LanguageSpec):
+            raise TypeError(f"a MarkovLanguage is built from a LanguageSpec, got {type(spec).__name__}")
         self.spec = spec
         V, H = spec.vocab_size, spec.num_classes
         g = torch.Generator().manual_seed(spec.seed)
@@ -72,8 +85,14 @@ class MarkovLanguage:
     @classmethod
     def from_matrices(cls, A: torch.Tensor, B: torch.Tensor) -> "MarkovLanguage":
         """A language from explicit row-stochastic A (V x H) and B (H x V)."""
-        if A.dim() != 2 or B.dim() != 2 or A.shape != B.shape[::-1]:
-            raise ValueError(f"A must be V x H and B H x V, got {tuple(A.shape)} and {tuple(B.shape)}")
+        if not (isinstance(A, torch.Tensor) and isinstance(B, torch.Tensor)) or A.dim() != 2 or B.dim() != 2 or A.shape != B.shape[::-1]:
+            raise ValueError(f"A must be a V x H and B an H x V tensor, got {getattr(A, 'shape', A)!r} and {getattr(B, 'shape', B)!r}")
+        for name, M in (("A", A), ("B", B)):
+            check_probabilities(M)  # floating, finite, non-negative
+            # each row is a law: its sum is 1 up to one rounding per term in M's own format
+            err = (M.to(torch.float64).sum(1) - 1).abs().max().item()
+            if err > M.shape[1] * torch.finfo(M.dtype).eps:
+                raise ValueError(f"every row of {name} must sum to 1 (row-stochastic); the worst is off by {err:.3g}")
         obj = cls.__new__(cls)
         obj.spec = LanguageSpec(A.shape[0], A.shape[1])
         obj.A, obj.B = A.to(torch.float64), B.to(torch.float64)
@@ -110,6 +129,7 @@ class MarkovLanguage:
     def sample(self, batch: int, length: int, generator: torch.Generator) -> torch.Tensor:
         """Exact samples (batch, length): each next token through its hidden class,
         h ~ A[x_l], x_{l+1} ~ B[h], with float64 inverse-CDF draws."""
+        batch, length = whole_number(batch, "batch"), whole_number(length, "length")
         cdf_B = torch.cumsum(self.B, 1)
         x = torch.empty(batch, length, dtype=torch.int64)
         x[:, 0] = inverse_cdf(self.pi, generator, (batch,))
@@ -135,12 +155,22 @@ class MarkovLanguage:
 
     def entropy_rate(self, length: int, chunk: int = 1024) -> float:
         """E[-log p(x)] / L for sequences of this length: the exact expected NLL per token."""
+        length, chunk = whole_number(length, "length"), whole_number(chunk, "chunk")
         rows = torch.cat([categorical_entropy(self.transition_rows(torch.arange(i, min(i + chunk, self.vocab_size)))) for i in range(0, self.vocab_size, chunk)])
         return float((categorical_entropy(self.pi) + (length - 1) * (self.pi @ rows)) / length)
 
+    def _check_partial(self, x: torch.Tensor) -> None:
+        """A batch of partly masked sequences: ids in [0, V], V the mask."""
+        if not isinstance(x, torch.Tensor) or x.dim() != 2 or x.is_floating_point() or x.is_complex() or x.dtype == torch.bool:
+            raise ValueError(f"sequences must be an integer (batch, length) tensor, got {getattr(x, 'dtype', type(x).__name__)} {tuple(getattr(x, 'shape', ()))}")
+        if ((x < 0) | (x > self.mask_id)).any():
+            raise ValueError(f"token ids must lie in [0, {self.mask_id}] ({self.mask_id} is the mask)")
+
     def _check_tokens(self, x: torch.Tensor) -> None:
-        if x.dim() != 2:
-            raise ValueError(f"token batches must have shape (batch, length), got {tuple(x.shape)}")
+        if not isinstance(x, torch.Tensor) or x.dim() != 2:
+            raise ValueError(f"token batches must have shape (batch, length), got {getattr(x, 'shape', type(x).__name__)}")
+        if x.is_floating_point() or x.is_complex() or x.dtype == torch.bool:
+            raise ValueError(f"tokens must be integers, got dtype {x.dtype}")
         if ((x < 0) | (x >= self.vocab_size)).any():
             raise ValueError(f"tokens must lie in [0, {self.vocab_size}); masked positions have no likelihood")
 
@@ -152,11 +182,17 @@ class MarkovLanguage:
             self._powers = torch.cat([self._powers, self._powers[-1:] @ self.K])
         return self._powers[d]
 
-    def denoise_positions(self, x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, dtype: torch.dtype = torch.float64, chunk: int = 2048) -> torch.Tensor:
+    def denoise_positions(self, x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, dtype: torch.dtype = torch.float64, chunk: int = 2048, *, allow_unmasked: bool = False) -> torch.Tensor:
         """The exact distribution of x[rows, cols] given every unmasked token of its
         sequence, for masked positions (rows, cols): (P, V) in `dtype`. The small
         class-space messages are always float64; the (P, V) products are done in
-        `dtype`."""
+        `dtype`. `allow_unmasked` lets a caller that times a network-like full pass
+        also compute rows at unmasked positions, whose values it then discards."""
+        self._check_partial(x)
+        if rows.shape != cols.shape or rows.dim() != 1:
+            raise ValueError(f"rows and cols must be 1-D and of one shape, got {tuple(rows.shape)} and {tuple(cols.shape)}")
+        if not allow_unmasked and rows.numel() and (x[rows, cols] != self.mask_id).any():
+            raise ValueError("denoise_positions takes masked positions only")
         L = x.shape[1]
         left, right = nearest_unmasked(x, self.mask_id)
         out = torch.empty(rows.numel(), self.vocab_size, dtype=dtype)
@@ -185,7 +221,9 @@ class ExactDenoiser:
     changed, so a sampler can update a cached output instead of recomputing it."""
 
     def __init__(self, language: MarkovLanguage, dtype: torch.dtype = torch.float32):
-        self.language, self.dtype = language, dtype
+        if not isinstance(language, MarkovLanguage):
+            raise TypeError(f"ExactDenoiser needs a MarkovLanguage, got {type(language).__name__}")
+        self.language, self.dtype = language, as_dtype(dtype)
 
     @property
     def vocab_size(self) -> int:
@@ -196,6 +234,7 @@ class ExactDenoiser:
         return self.language.mask_id
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
+        self.language._check_partial(x)
         mu = torch.zeros(*x.shape, self.vocab_size, dtype=self.dtype)
         observed = x != self.mask_id
         mu[observed] = torch.nn.functional.one_hot(x[observed], self.vocab_size).to(self.dtype)
@@ -207,7 +246,18 @@ class ExactDenoiser:
         """After unmasking tokens (x_old -> x_new), the masked positions of x_new whose
         output changed, as (rows, cols, outputs): exactly those whose nearest unmasked
         neighbour on either side changed. Every other masked position keeps its output."""
+        for x in (x_old, x_new):
+            self.language._check_partial(x)
+        if x_old.shape != x_new.shape:
+            raise ValueError(f"x_old and x_new differ in shape: {tuple(x_old.shape)} and {tuple(x_new.shape)}")
         (left_old, right_old), (left_new, right_new) = nearest_unmasked(x_old, self.mask_id), nearest_unmasked(x_new, self.mask_id)
         stale = (x_new == self.mask_id) & ((left_old != left_new) | (right_old != right_new))
         rows, cols = torch.nonzero(stale, as_tuple=True)
         return rows, cols, self.language.denoise_positions(x_new, rows, cols, self.dtype)
+
+    def outputs_at(self, x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        """The output at masked positions (rows, cols) of x alone, (n, V): for a sampler
+        that reads one position at a time (the first-hitting sampler). Chunks as large
+        as about 2^21 class-matrix entries keep the number of small operations down."""
+        chunk = max(2048, 2**21 // self.language.num_classes**2)
+        return self.language.denoise_positions(x, rows, cols, self.dtype, chunk=chunk)

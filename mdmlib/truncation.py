@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from .categorical import check_probabilities
+from .checks import real_number
 from .precision import check_cap, gumbel_cap
 
 
@@ -109,6 +110,8 @@ def truncated_law_reference(p, M: float | None = None, *, eps: float | None = No
     than that, as it decays at least like e^-x). Everything is computed
     relative to x = 0, so that probabilities down to 1e-30 keep their digits."""
     delta = _cap_to_delta(M, eps)
+    if not real_number(decades, "decades") > 0:
+        raise ValueError(f"decades must be positive, got {decades}")
     p = check_probabilities(p).to(torch.float64)
     if p.dim() != 1:
         raise ValueError(f"the reference takes one probability vector, got shape {tuple(p.shape)}")

@@ -3,14 +3,12 @@ import math
 import pytest
 import torch
 
-from mdmlib.metrics import gen_ppl, sentence_entropy, summarize, temperature_with_entropy
+from mdmlib.metrics import sentence_entropy, summarize, temperature_with_entropy
 
 
 def test_sentence_entropy_of_known_histograms():
     x = torch.tensor([[3, 3, 3, 3], [0, 1, 2, 3], [5, 5, 7, 7]])
     assert torch.allclose(sentence_entropy(x), torch.tensor([0.0, math.log(4), math.log(2)], dtype=torch.float64), atol=1e-15)
-    with pytest.raises(ValueError, match="shape"):
-        sentence_entropy(torch.zeros(4, dtype=torch.int64))
 
 
 def test_summarize_a_run():
@@ -22,9 +20,6 @@ def test_summarize_a_run():
     assert s["entropy"].mean == pytest.approx(13 / 3, rel=1e-15)
     assert (s["nfe"].mean, s["nfe"].se) == pytest.approx((12.0, 2 * se), rel=1e-15)
     assert "nfe" not in summarize({"nll": run["nll"], "entropy": run["entropy"]})
-    assert gen_ppl(torch.tensor(run["nll"], dtype=torch.float64)) == s["gen_ppl"]
-    with pytest.raises(ValueError, match="entropy"):
-        summarize({"nll": run["nll"]})
 
 
 def test_temperature_with_entropy_inverts_tempering():
@@ -33,5 +28,3 @@ def test_temperature_with_entropy_inverts_tempering():
     target = float(-(tempered * torch.log(tempered)).sum())
     # bisection to float64 resolution; the entropy itself carries ~1e-15 relative rounding
     assert temperature_with_entropy(mu, target) == pytest.approx(0.7, abs=1e-12)
-    with pytest.raises(ValueError, match="not reached"):
-        temperature_with_entropy(mu, math.log(1000))

@@ -3,7 +3,10 @@ import math
 import pytest
 import torch
 
-from mdmlib.precision import FORMATS, as_dtype, float_format, gumbel_cap, probe_rand
+from mdmlib.grid_law import rand_grid
+from mdmlib.precision import FORMATS, float_format, probe_rand
+from mdmlib.stats import binomial_z
+from power_checks import require_z_power
 
 
 def test_fraction_bits_and_eps():
@@ -22,28 +25,35 @@ def test_gumbel_cap_matches_the_paper_values():
     assert abs(float_format(torch.float64).gumbel_cap - 36.7368) < 5e-5
 
 
-def test_gumbel_cap_is_the_gumbel_of_the_largest_uniform():
-    for f in FORMATS[:3]:  # formats whose 1 - eps float64 holds exactly with room to spare
-        u = torch.tensor(f.largest_below_one, dtype=torch.float64)
-        assert math.isclose(-torch.log(-torch.log(u)).item(), f.gumbel_cap, rel_tol=1e-12)
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_gumbel_cap_is_the_largest_gumbel_the_generator_gives(dtype):
+    # 2^20 draws include the largest uniform (about 2^20 / 2^(f+2) >= 256 times): its Gumbel
+    # -log(-log u), computed in float64, is the cap M (log vs log1p: a few ulp apart)
+    u = torch.rand(1 << 20, generator=torch.Generator().manual_seed(1), dtype=dtype).double()
+    g = -torch.log(-torch.log(u[u > 0]))
+    assert math.isclose(g.max().item(), float_format(dtype).gumbel_cap, rel_tol=4 * 2.0**-52)
 
 
-@pytest.mark.parametrize("bad", ["float8", torch.int64, 3, None])
-def test_unknown_dtype_is_named(bad):
-    with pytest.raises(ValueError, match="unknown dtype"):
-        as_dtype(bad)
-
-
-@pytest.mark.parametrize("eps", [0.0, 1.0, -0.1, 2.0, float("nan")])
-def test_eps_outside_unit_interval(eps):
-    with pytest.raises(ValueError, match="eps must lie in"):
-        gumbel_cap(eps)
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_probe_sees_the_half_precision_grids(dtype):
+    # 2^20 draws hit each of the top values about 2^20 / 2^(f+2) >= 256 times: none is missed
+    # (chance e^-256), so the probe must report the format's gap below one exactly; and 0 comes
+    # out with the probability of the grid's zero (k = 0, plus every uniform that rounds to 1.0).
+    f, n = float_format(dtype), 1 << 20
+    probe = probe_rand(dtype, n, torch.Generator().manual_seed(0))
+    assert probe.largest == f.largest_below_one and probe.spacing_below_largest == f.gap_below_one
+    p_zero = rand_grid(dtype)[1][0].item()
+    # nearest wrong model: a generator that never rounds up to 1.0 (0 only from k = 0)
+    require_z_power((2.0**-24 - p_zero) * n / math.sqrt(n * p_zero * (1 - p_zero)), 3, f"{dtype}: zeros only from k = 0")
+    assert abs(binomial_z(probe.zeros, n, p_zero)) < 3
 
 
 def test_probe_sees_the_float32_grid():
-    g = torch.Generator().manual_seed(0)
-    probe = probe_rand(torch.float32, 1 << 26, g)
+    # 2^26 draws expect each grid value 4 times. The two largest distinct values seen are
+    # k 2^-24 apart only if the k - 1 values between them were all missed (chance e^-4(k-1)):
+    # at most 5 grid steps apart but with chance e^-16; never above 1 - 2^-24.
     f = float_format(torch.float32)
+    probe = probe_rand(torch.float32, 1 << 26, torch.Generator().manual_seed(0))
     assert probe.largest <= f.largest_below_one
-    # 2^26 draws expect the top value 4 times: it is missed with probability e^-4; seed 0 sees it.
-    assert probe.spacing_below_largest == f.gap_below_one
+    steps = probe.spacing_below_largest / f.gap_below_one
+    assert steps == round(steps) and 1 <= steps <= 5

@@ -58,3 +58,22 @@ def test_cache_computes_once_per_parameter_set():
     assert results.cached("thing", {"a": 1}, compute) == {"value": [1]}
     assert results.cached("thing", {"a": 2}, compute) == {"value": [2]}
     assert len(calls) == 2
+
+
+def test_cache_is_keyed_by_the_environment(monkeypatch):
+    # the same parameters computed under another PyTorch, platform or thread count are not reused
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"n": len(calls)}
+
+    env = results.environment()
+    assert set(env) == {"torch", "platform", "cpu_capability", "threads"} and env["torch"] == torch.__version__
+    assert results.cached("thing", {"a": 1}, compute) == {"n": 1}
+    monkeypatch.setattr(results, "environment", lambda: {**env, "torch": "0.0"})
+    assert results.cached("thing", {"a": 1}, compute) == {"n": 2}
+    monkeypatch.setattr(results, "environment", lambda: env)
+    assert results.cached("thing", {"a": 1}, compute) == {"n": 1}
+    stored = json.loads(next(results.cache_dir().glob("thing-*.json")).read_text())
+    assert stored["params"]["environment"]["torch"] in (torch.__version__, "0.0")

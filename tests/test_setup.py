@@ -27,11 +27,21 @@ def test_environment_yml_matches_pyproject():
     for line in (ROOT / "environment.yml").read_text().splitlines():
         if not line.startswith(" "):
             in_dependencies = line.startswith("dependencies:")
-        m = re.match(r"^  - ([^:#]+)$", line)  # top-level dependency entries (not the pip: block)
-        if in_dependencies and m and not m.group(1).startswith(("python", "pip")):
+        # conda entries ("  - name>=v") and, for what conda-forge lacks, the pip block's ("      - name>=v")
+        m = re.match(r"^(?:  |      )- ([^:#]+?)\s*(?:#.*)?$", line)
+        if in_dependencies and m and not m.group(1).startswith(("python", "pip", "-e")):
             name, version = _requirement(m.group(1))
             conda_side[name] = version
     assert conda_side == pip_side
+
+
+def test_license_and_python_version_match_the_metadata():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["license"] == {"text": "MIT"} and (ROOT / "LICENSE").read_text().startswith("MIT License\n")
+    # tests read TOML with tomllib, new in Python 3.11
+    assert project["requires-python"] == ">=3.11"
+    assert "  - python=3.11\n" in (ROOT / "environment.yml").read_text()
+    assert "Python 3.11 or newer" in (ROOT / "README.md").read_text()
 
 
 def test_ci_runs_the_readme_test_command():

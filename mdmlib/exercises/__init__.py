@@ -1,0 +1,63 @@
+"""Graded exercises: `check("05.2", answer)` tells a student whether an answer is right.
+
+Each notebook ends with exercises. An answer cell holds the instructor's solution
+between nbgrader's markers, then calls `check`:
+
+    ### BEGIN SOLUTION
+    def leave_rate(h, V): ...
+    ### END SOLUTION
+    check("04.1", leave_rate)
+
+`python -m mdmlib.student` writes the student versions, where each marked region
+becomes `raise NotImplementedError(...)` and markdown cells tagged "solution" become
+a blank answer. The checkers live in this sub-package, one module per notebook
+(`nb04.py` holds exercise "04.1", ...), registered with `@exercise("04.1")`. A checker
+raises `WrongAnswer` with a message that helps (what was expected, where the answer
+goes wrong) and returns a one-line confirmation when the answer is right.
+"""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from typing import Callable
+
+_CHECKERS: dict[str, Callable] = {}
+
+
+class WrongAnswer(AssertionError):
+    """An answer that does not pass its exercise's check."""
+
+
+def exercise(key: str):
+    """Register a checker for exercise `key` ("NN.k")."""
+
+    def register(fn: Callable) -> Callable:
+        if key in _CHECKERS:
+            raise ValueError(f"exercise {key} has two checkers")
+        _CHECKERS[key] = fn
+        return fn
+
+    return register
+
+
+def _load_all() -> None:
+    for module in pkgutil.iter_modules(__path__):
+        if module.name.startswith("nb"):
+            importlib.import_module(f"{__name__}.{module.name}")
+
+
+def keys() -> list[str]:
+    _load_all()
+    return sorted(_CHECKERS)
+
+
+def check(key: str, answer) -> str:
+    """Check an answer; print and return the confirmation, or raise WrongAnswer."""
+    _load_all()
+    if key not in _CHECKERS:
+        raise ValueError(f"unknown exercise {key!r}; known: {sorted(_CHECKERS)}")
+    if answer is None or answer is Ellipsis:
+        raise WrongAnswer(f"Exercise {key}: no answer yet")
+    message = f"Exercise {key}: correct. {_CHECKERS[key](answer)}".strip()
+    print(message)
+    return message
