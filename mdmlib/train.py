@@ -20,7 +20,8 @@ Summing over steps and letting them shrink,
 MDLM's log-linear schedule m(t) = (1 - eps) t (eps = 1e-3, sigma(t) = -log(1 - m(t)))
 gives w(t) = (1 - eps) / ((1 - eps) t) = 1/t, as does the linear one; the cosine
 schedule m(t) = 1 - cos(pi t / 2) gives w(t) = (pi/2) sin(pi t/2) / (1 - cos(pi t/2)).
-MDLM writes the same weight as sigma'(t) / expm1(sigma(t)).
+MDLM writes the same weight as sigma'(t) / expm1(sigma(t)); mdmlib.schedules has
+m (mask_probability) and m' (mask_rate).
 
 By masked count (Prop. 3.1): n of L tokens are masked at time t with probability
 C(L, n) m^n (1-m)^(L-n), so the loss puts on the count n the weight
@@ -39,7 +40,8 @@ with probability m(t).
 
 MaskGIT-style loss: per sequence u ~ U(0, 1), ratio r = cos(pi u / 2) (MaskGIT's
 cosine schedule), n = max(1, ceil(r L)) positions chosen uniformly without
-replacement are masked, so P(n = k) = (2/pi) [arccos((k-1)/L) - arccos(k/L)]; the
+replacement are masked, so P(n = k) = (2/pi) [arccos((k-1)/L) - arccos(k/L)]
+(mdmlib.objectives.count_weights("maskgit", L)); the
 loss is the cross-entropy summed over all masked positions of the batch divided by
 their number (MaskGIT's unweighted mean). No time input. It is not an ELBO, but
 it has the ELBO's optimum (Prop. 3.2: any positive weighting of the masked counts).
@@ -77,7 +79,7 @@ from .models.checkpoints import safe_torch_load
 from .progress import progress as progress_bar
 from .results import _write_atomically, cache_folder, code_fingerprint, save_figure, write_json
 from .scale import by_scale
-from .schedules import mask_probability, total_noise
+from .schedules import SCHEDULES, mask_probability, mask_rate, total_noise
 from .synthetic import LanguageSpec, MarkovLanguage
 
 OBJECTIVES = ("mdm_time", "mdm_no_time", "maskgit", "ar")
@@ -90,23 +92,9 @@ HISTORY_NAME = "history.json"
 
 
 # --- the weights of the continuous-time loss -----------------------------------------------
-def _elbo_weight_loglinear(t):
-    return 1.0 / t
-
-
-def _elbo_weight_cosine(t):
-    half = 0.5 * math.pi * t
-    return 0.5 * math.pi * torch.sin(half) / -torch.expm1(torch.log(torch.cos(half)))
-
-
-ELBO_WEIGHTS = {"linear": _elbo_weight_loglinear, "loglinear": _elbo_weight_loglinear, "cosine": _elbo_weight_cosine}
-
-
 def elbo_weight(schedule: str, t: torch.Tensor) -> torch.Tensor:
     """w(t) = m'(t) / m(t), float64 (see the module docstring)."""
-    if schedule not in ELBO_WEIGHTS:
-        raise ValueError(f"unknown schedule {schedule!r}: expected one of {sorted(ELBO_WEIGHTS)}")
-    return ELBO_WEIGHTS[schedule](torch.as_tensor(t, dtype=torch.float64))
+    return mask_rate(schedule, t) / mask_probability(schedule, t)
 
 
 def masked_count_weights(schedule: str, length: int, t_min: float = 0.0) -> torch.Tensor:
@@ -120,12 +108,6 @@ def masked_count_weights(schedule: str, length: int, t_min: float = 0.0) -> torc
     a, b = n.numpy(), (length - n + 1).numpy()
     upper, lower = special.betainc(a, b, float(edges[1])), special.betainc(a, b, float(edges[0]))
     return torch.as_tensor(upper - lower, dtype=torch.float64) / n
-
-
-def maskgit_count_law(length: int) -> torch.Tensor:
-    """P(n = k), k = 1..length, of MaskGIT's cosine law n = max(1, ceil(cos(pi u / 2) L))."""
-    k = torch.arange(1, length + 1, dtype=torch.float64)
-    return (2 / math.pi) * (torch.arccos((k - 1) / length) - torch.arccos(k / length))
 
 
 def _check_t_min(t_min: float) -> None:
@@ -232,8 +214,8 @@ class TrainSetup:
             raise ValueError(f"warmup_steps must be a whole number >= 0, got {self.warmup_steps!r}")
         if not (isinstance(self.learning_rate, (int, float)) and math.isfinite(self.learning_rate) and self.learning_rate > 0):
             raise ValueError(f"learning_rate must be a positive number, got {self.learning_rate!r}")
-        if self.schedule not in ELBO_WEIGHTS:
-            raise ValueError(f"unknown schedule {self.schedule!r}: expected one of {sorted(ELBO_WEIGHTS)}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule {self.schedule!r}: expected one of {sorted(SCHEDULES)}")
         _check_t_min(self.t_min)
         self.network_config("mdm_time")  # sizes the network cannot take fail here
 
