@@ -166,21 +166,37 @@ def cache_folder(name: str, params: dict) -> Path:
     return path
 
 
+def _keyed(name: str, params: dict) -> tuple[dict, Path]:
+    if isinstance(params, dict) and "environment" in params:
+        raise ValueError("'environment' is added to the cache parameters here; choose another name")
+    keyed = {**params, "environment": environment()} if isinstance(params, dict) else params
+    return keyed, cache_dir() / f"{_checked_name(name)}-{cache_key(keyed)}.json"
+
+
+def _stored(path: Path, keyed: dict):
+    if path.exists():
+        with open(path) as f:
+            stored = json.load(f)
+        if stored.get("params") == _to_json(keyed):
+            return stored
+    return None
+
+
+def is_cached(name: str, params: dict) -> bool:
+    """Whether `cached(name, params, ...)` would read its result from disk."""
+    return _stored(*reversed(_keyed(name, params))) is not None
+
+
 def cached(name: str, params: dict, compute: Callable[[], dict]) -> dict:
     """Return compute()'s result for these parameters, from disk if it was
     computed before in the same environment (see `environment`). The result
     must be a dict of JSON values or tensors; tensors come back as lists."""
     if not callable(compute):
         raise TypeError(f"compute must be a function of no arguments, got {type(compute).__name__}")
-    if isinstance(params, dict) and "environment" in params:
-        raise ValueError("'environment' is added to the cache parameters here; choose another name")
-    keyed = {**params, "environment": environment()} if isinstance(params, dict) else params
-    path = cache_dir() / f"{_checked_name(name)}-{cache_key(keyed)}.json"
-    if path.exists():
-        with open(path) as f:
-            stored = json.load(f)
-        if stored.get("params") == _to_json(keyed):
-            return stored["result"]
+    keyed, path = _keyed(name, params)
+    stored = _stored(path, keyed)
+    if stored is not None:
+        return stored["result"]
     result = compute()
     if not isinstance(result, dict):
         raise ValueError(f"compute() must return a dict, got {type(result).__name__}")
