@@ -11,8 +11,8 @@ from mdmlib.judges import Scores
 from mdmlib.models import DiTConfig
 from mdmlib.objectives import count_weights
 from mdmlib.schedules import mask_probability
-from mdmlib.stats import z_power
 from mdmlib.synthetic import ExactDenoiser, LanguageSpec, MarkovLanguage
+from power_checks import require_power, require_z_power
 
 TINY_LENGTH = 4
 
@@ -103,8 +103,7 @@ def test_elbo_weight_integrates_to_the_masked_count_weights(schedule, t_min):
 def _check_against(estimate, expected: float, alternative: float) -> None:
     """|z| < 3 against the known answer, and power >= 0.99 to see `alternative` instead."""
     z = (estimate.mean - expected) / estimate.se
-    power = z_power(abs(alternative - expected) / estimate.se)
-    assert power >= 0.99, f"too few samples: power {power:.3f} against {alternative}"
+    require_z_power((alternative - expected) / estimate.se, 3.0, f"the mean {alternative:.5f}")
     assert abs(z) < 3, f"{estimate} against the expected {expected} (z = {z:.2f})"
 
 
@@ -141,7 +140,7 @@ def test_maskgit_masked_counts_follow_the_cosine_law():
     from mdmlib.stats import chi_square_power, chi_square_test
 
     linear = torch.full((L,), 1 / L, dtype=torch.float64)  # n = ceil(u L): a uniform ratio, the nearest other law
-    assert chi_square_power(law, linear, int(counts.sum())) >= 0.99
+    require_power(chi_square_power(law, linear, int(counts.sum())), "a uniform mask ratio")
     assert chi_square_test(counts, law).p_value > 1e-3
 
 
@@ -305,3 +304,18 @@ def test_bad_arguments_are_named(tmp_path):
         run.train_until(3, save_every=1, progress=False)
     with pytest.raises(TypeError, match="TrainSetup"):
         tr.TrainingRun({"steps": 3}, "ar", "cpu")
+
+
+def test_train_all_in_worker_processes_gives_the_weights_train_gives(tmp_path, monkeypatch):
+    monkeypatch.setenv("MDMLIB_CACHE", str(tmp_path / "cache"))
+    setup = TINY_SETUP.__class__(**{**TINY_SETUP.__dict__, "steps": 3})
+    parallel = tr.train_all(setup, ("maskgit", "ar"), device="cpu", workers=2, progress=False)
+    for objective, trained in parallel.items():
+        straight = tr.TrainingRun(setup, objective, "cpu")
+        straight.train_until(setup.steps, progress=False)
+        assert _same_state(trained.network, straight.network)
+        assert trained.losses == straight.losses
+    with pytest.raises(ValueError, match="workers must be a positive integer"):
+        tr.train_all(setup, ("ar",), workers=0)
+    with pytest.raises(ValueError, match="unknown objective 'bert'"):
+        tr.train_all(setup, ("ar", "bert"))
