@@ -3,15 +3,15 @@
 masked_count_bound   the held-out NLL bound of a masked model, Prop. 3.1's ELBO by
                      masked count, estimated per sequence
 masked_kl            KL(exact conditional || a denoiser) at masked positions
-heldout_bounds, kl_by_ratio, time_dependence, sample_with, data_judged
+ar_judge             the trained AR network as a learned judge (nll_per_token, as the language has)
+heldout_bounds, kl_by_ratio, time_dependence, sample_with, sample_all, data_judged
                      the notebook's runs, cached on disk by the checkpoints they use
                      (whose keys carry the training setup and code) and a fingerprint of
-                     the code they run
+                     the code they run; sample_all runs samplers in parallel processes
 
 Samplers of `sample_with`: MDLM's ancestral sampler in "float32", "float64" and
 "float64+trunc" arithmetic (mdmlib.mdm_step), and "fhs", the first-hitting sampler
-(Prop. 4.1) with the float32 token draw practical code runs. "fhs" is offered when
-mdmlib.sampling has `first_hitting_sample` (`available_samplers`).
+(Prop. 4.1) with the float32 token draw practical code runs.
 
 The bound (Prop. 3.1, per token): with n of the L positions masked uniformly at random,
     NELBO / L = (1/L) sum_{n=1}^{L} E[(1/n) S_n] = E_{n ~ U{1..L}} [S_n / n],
@@ -33,16 +33,16 @@ from dataclasses import asdict
 
 import torch
 
-from .judges import CausalLMJudge, ExactJudge
 from .metrics import sentence_entropy
-from .models import SubsDenoiser
-from .results import cached, code_fingerprint
-from .sampling import ancestral_sample
-from .schedules import mask_probability
+from .models import AutoregressiveModel, SubsDenoiser
+from .progress import progress as progress_bar
+from .results import cached, code_fingerprint, is_cached
+from .sampling import ancestral_sample, first_hitting_sample
+from .schedules import mask_probability, mask_time
 from .synthetic import ExactDenoiser, MarkovLanguage
-from .train import MASKED_OBJECTIVES, Trained, TrainSetup
+from .train import MASKED_OBJECTIVES, Trained, TrainSetup, train
 
-CODE = ("trained_networks.py", "sampling.py", "mdm_step.py", "categorical.py", "judges.py", "metrics.py", "synthetic.py", "models/parameterization.py")
+CODE = ("trained_networks.py", "sampling.py", "mdm_step.py", "categorical.py", "schedules.py", "models/autoregressive.py", "models/dit.py", "models/parameterization.py", "metrics.py", "synthetic.py")
 SAMPLERS = ("float32", "float64", "float64+trunc", "fhs")
 FHS_PRECISION = "float32"  # of the first-hitting sampler's token draw
 HELDOUT_SEED = 1_000  # held-out samples never come from the training stream (seeds seed .. seed + 3)
@@ -64,10 +64,9 @@ def _beta(a: torch.Tensor, b: torch.Tensor, generator: torch.Generator) -> torch
 
 
 def time_of_mask_probability(schedule: str, m: torch.Tensor) -> torch.Tensor:
-    """The t with m(t) = m for a schedule linear in t ("linear", "loglinear"), capped at 1."""
-    if schedule not in ("linear", "loglinear"):
-        raise ValueError(f"time_of_mask_probability needs a schedule linear in t ('linear' or 'loglinear'), got {schedule!r}")
-    return (torch.as_tensor(m, dtype=torch.float64) / mask_probability(schedule, torch.tensor(1.0))).clamp(max=1.0)
+    """The t with m(t) = m, capped at t = 1 where m is beyond the schedule's m(1)."""
+    top = float(mask_probability(schedule, torch.tensor(1.0)))
+    return mask_time(schedule, torch.as_tensor(m, dtype=torch.float64).clamp(max=top))
 
 
 def masked_count_bound(denoiser, x0: torch.Tensor, generator: torch.Generator, *, schedule: str = "loglinear") -> torch.Tensor:
@@ -124,7 +123,7 @@ def heldout_bounds(setup: TrainSetup, trained: dict[str, Trained], batch: int) -
         denoisers = {"exact": ExactDenoiser(language, torch.float64), **_denoisers(setup, trained)}
         out = {name: masked_count_bound(d, x0, torch.Generator().manual_seed(setup.seed + HELDOUT_SEED + 1), schedule=setup.schedule) for name, d in denoisers.items()}
         if "ar" in trained:
-            out["ar"] = _ar_judge(trained["ar"]).score(x0).nll_per_token()
+            out["ar"] = ar_judge(trained["ar"]).nll_per_token(x0)
         out["exact_nll"] = language.nll_per_token(x0)
         return out
 
@@ -183,54 +182,84 @@ def time_dependence(setup: TrainSetup, trained: dict[str, Trained], batch: int, 
     return cached("09-time-dependence", _key(setup, trained, batch=batch, quantiles=list(quantiles)), compute)
 
 
-def _ar_judge(ar: Trained) -> CausalLMJudge:
-    network = ar.network
-    return CausalLMJudge(lambda ids, mask: network(ids), context=network.config.model_length + 1, bos_id=network.config.extra_id, batch_size=64, progress=False)
+def ar_judge(ar: Trained) -> AutoregressiveModel:
+    """The trained AR network as a learned judge: `.nll_per_token(x)` (B,) float64, the
+    same name and meaning as the exact language's (MarkovLanguage.nll_per_token)."""
+    if ar.objective != "ar":
+        raise ValueError(f"the judge must be the network trained with objective 'ar', got {ar.objective!r}")
+    return AutoregressiveModel(ar.network, max_batch=256)
 
 
-def available_samplers() -> tuple[str, ...]:
-    """SAMPLERS, without "fhs" where mdmlib.sampling has no first-hitting sampler."""
-    from . import sampling
+def _sampling_key(setup: TrainSetup, trained: dict, sampler: str, steps: int, batch: int, denoiser: str) -> dict:
+    used = {k: trained[k] for k in (denoiser, "ar")}
+    return _key(setup, used, sampler=sampler, steps=None if sampler == "fhs" else steps, batch=batch, denoiser=denoiser)
 
-    return tuple(s for s in SAMPLERS if s != "fhs" or hasattr(sampling, "first_hitting_sample"))
+
+def _check_sampling(trained: dict, sampler: str, denoiser: str) -> None:
+    if sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {sampler!r}: expected one of {SAMPLERS}")
+    if denoiser not in MASKED_OBJECTIVES or denoiser not in trained or "ar" not in trained:
+        raise ValueError(f"sampling needs the masked network {denoiser!r} and the AR judge 'ar' among the trained networks, got {sorted(trained)}")
 
 
 def sample_with(setup: TrainSetup, trained: dict[str, Trained], sampler: str, steps: int, batch: int, *, denoiser: str = "mdm_no_time", progress: bool = True) -> dict:
     """`batch` sequences from the masked network `denoiser` with `sampler` ("float32",
     "float64", "float64+trunc": MDLM's ancestral sampler with `steps` steps and that
-    arithmetic; "fhs": the first-hitting sampler, which needs no steps, with a float32
-    token draw), judged per
-    sequence by the exact likelihood ("nll") and by the trained AR model ("nll_ar"),
-    with sentence entropy, NFE and the CPU seconds of the sampling."""
-    if sampler not in SAMPLERS:
-        raise ValueError(f"unknown sampler {sampler!r}: expected one of {SAMPLERS}")
-    if sampler not in available_samplers():
-        raise ValueError("this mdmlib has no first-hitting sampler (mdmlib.sampling.first_hitting_sample)")
-    if denoiser not in MASKED_OBJECTIVES or denoiser not in trained or "ar" not in trained:
-        raise ValueError(f"sample_with needs the masked network {denoiser!r} and the AR judge 'ar' among the trained networks, got {sorted(trained)}")
+    arithmetic, per-sequence caching; "fhs": the first-hitting sampler, which needs no
+    steps, with a float32 token draw), judged per sequence by the exact likelihood
+    ("nll") and by the trained AR model ("nll_ar"), with sentence entropy, NFE and the
+    CPU seconds of the sampling."""
+    _check_sampling(trained, sampler, denoiser)
 
     def compute():
         language = MarkovLanguage(setup.language)
-        network = SubsDenoiser(trained[denoiser].network, setup.schedule)
+        network = SubsDenoiser(trained[denoiser].network, setup.schedule, max_batch=256)
         generator = torch.Generator().manual_seed(setup.seed + HELDOUT_SEED + 10 + SAMPLERS.index(sampler))
         start = time.process_time()
         if sampler == "fhs":
-            from .sampling import first_hitting_sample
-
             out = first_hitting_sample(network, batch, setup.length, FHS_PRECISION, generator, schedule=setup.schedule, progress=progress)
         else:
             out = ancestral_sample(network, batch, setup.length, steps, sampler, generator, schedule=setup.schedule, progress=progress)
         seconds = time.process_time() - start
         x = out.tokens
         return {
-            "nll": ExactJudge(language).score(x).nll_per_token(),
-            "nll_ar": _ar_judge(trained["ar"]).score(x).nll_per_token(),
+            "nll": language.nll_per_token(x),
+            "nll_ar": ar_judge(trained["ar"]).nll_per_token(x),
             "entropy": sentence_entropy(x),
             "nfe": out.nfe,
             "cpu_seconds": seconds,
         }
 
-    return cached("09-samples", _key(setup, trained, sampler=sampler, steps=None if sampler == "fhs" else steps, batch=batch, denoiser=denoiser), compute)
+    return cached("09-samples", _sampling_key(setup, trained, sampler, steps, batch, denoiser), compute)
+
+
+def _sample_in_worker(setup: TrainSetup, sampler: str, steps: int, batch: int, denoiser: str, threads: int) -> str:
+    torch.set_num_threads(threads)  # the parent's: part of the cache keys
+    trained = {k: train(setup, k, device="cpu", progress=False) for k in (denoiser, "ar")}  # from the cache
+    sample_with(setup, trained, sampler, steps, batch, denoiser=denoiser, progress=False)
+    return sampler
+
+
+def sample_all(setup: TrainSetup, trained: dict[str, Trained], runs: dict[str, tuple[int, int]], *, denoiser: str = "mdm_no_time", workers: int = 1, progress: bool = True) -> dict[str, dict]:
+    """`sample_with` for each sampler of `runs` ({sampler: (steps, batch)}). With networks
+    on the CPU, the runs not in the cache yet go to `workers` processes at a time (each
+    on this process's number of threads, loading the networks from the training cache,
+    so the results are those `sample_with` gives here)."""
+    for sampler in runs:
+        _check_sampling(trained, sampler, denoiser)
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+        raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    missing = [s for s, (steps, batch) in runs.items() if not is_cached("09-samples", _sampling_key(setup, trained, s, steps, batch, denoiser))]
+    on_cpu = all(next(trained[k].network.parameters()).device.type == "cpu" for k in (denoiser, "ar"))
+    if workers > 1 and len(missing) > 1 and on_cpu:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        with ProcessPoolExecutor(max_workers=min(workers, len(missing)), mp_context=multiprocessing.get_context("spawn")) as pool:
+            jobs = [pool.submit(_sample_in_worker, setup, s, *runs[s], denoiser, torch.get_num_threads()) for s in missing]
+            for job in progress_bar(as_completed(jobs), total=len(jobs), desc=f"sampling, {workers} at a time", show=progress):
+                job.result()
+    return {s: sample_with(setup, trained, s, steps, batch, denoiser=denoiser, progress=progress) for s, (steps, batch) in runs.items()}
 
 
 def data_judged(setup: TrainSetup, trained: dict[str, Trained], batch: int) -> dict:
@@ -238,6 +267,6 @@ def data_judged(setup: TrainSetup, trained: dict[str, Trained], batch: int) -> d
 
     def compute():
         x = heldout_samples(setup, batch)
-        return {"nll": ExactJudge(MarkovLanguage(setup.language)).score(x).nll_per_token(), "nll_ar": _ar_judge(trained["ar"]).score(x).nll_per_token(), "entropy": sentence_entropy(x)}
+        return {"nll": MarkovLanguage(setup.language).nll_per_token(x), "nll_ar": ar_judge(trained["ar"]).nll_per_token(x), "entropy": sentence_entropy(x)}
 
     return cached("09-data", _key(setup, {"ar": trained["ar"]}, batch=batch), compute)
