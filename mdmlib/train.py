@@ -61,7 +61,10 @@ on the CPU the resumed run is bitwise the uninterrupted one (on CUDA only up to 
 GPU's nondeterministic kernels, e.g. the embedding's backward, unless
 torch.use_deterministic_algorithms is on). `train` keeps its checkpoints
 (`save_pretrained` layout) in the cache folder, keyed by the setup, the objective,
-the device type and a fingerprint of the code, and loads instead of retraining.
+the device type, a fingerprint of the code and the environment (PyTorch, CPU, threads:
+mdmlib.results.environment), and loads instead of retraining. `train_all` trains
+several objectives in parallel processes on the CPU. Small networks train fastest
+on one PyTorch thread per process (python -m mdmlib.benchmarks train).
 """
 from __future__ import annotations
 
