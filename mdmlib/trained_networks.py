@@ -4,7 +4,7 @@ masked_count_bound   the held-out NLL bound of a masked model, Prop. 3.1's ELBO 
                      masked count, estimated per sequence
 masked_kl            KL(exact conditional || a denoiser) at masked positions
 ar_judge             the trained AR network as a learned judge (nll_per_token, as the language has)
-heldout_bounds, kl_by_ratio, time_dependence, sample_with, sample_all, data_judged
+heldout_bounds, exact_bound, kl_by_ratio, time_dependence, sample_with, sample_all, data_judged
                      the notebook's runs, cached on disk by the checkpoints they use
                      (whose keys carry the training setup and code) and a fingerprint of
                      the code they run; sample_all runs samplers in parallel processes
@@ -128,6 +128,21 @@ def heldout_bounds(setup: TrainSetup, trained: dict[str, Trained], batch: int) -
         return out
 
     return cached("09-bounds", _key(setup, trained, batch=batch), compute)
+
+
+def exact_bound(setup: TrainSetup, batch: int) -> dict:
+    """The masked-count bound of the exact conditionals and the exact NLL per token of
+    `batch` held-out sequences: a check of the estimator on many more sequences than the
+    networks are evaluated on (the exact denoiser is cheap)."""
+
+    def compute():
+        x0 = heldout_samples(setup, batch)
+        language = MarkovLanguage(setup.language)
+        generator = torch.Generator().manual_seed(setup.seed + HELDOUT_SEED + 4)
+        bound = masked_count_bound(ExactDenoiser(language, torch.float64), x0, generator, schedule=setup.schedule)
+        return {"bound": bound, "nll": language.nll_per_token(x0)}
+
+    return cached("09-exact-bound", {"setup": asdict(setup), "code": code_fingerprint(CODE), "batch": batch}, compute)
 
 
 def kl_by_ratio(setup: TrainSetup, trained: dict[str, Trained], ratios: list[float], batch: int) -> dict:
