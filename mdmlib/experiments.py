@@ -13,7 +13,6 @@ import hashlib
 import time
 import zlib
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import torch
 
@@ -21,6 +20,7 @@ from .grid_law import law_on_grid
 from .mdm_step import step_categories
 from .metrics import sentence_entropy
 from .results import cached
+from .results import code_fingerprint as fingerprint_of
 from .sampling import ancestral_sample, ar_sample, exact_sample
 from .scale import by_scale
 from .synthetic import ExactDenoiser, LanguageSpec, MarkovLanguage
@@ -57,11 +57,7 @@ def ablation_setup() -> Setup:
 
 
 def code_fingerprint(files: tuple = _CODE) -> str:
-    here = Path(__file__).resolve().parent
-    digest = hashlib.sha256()
-    for name in files:
-        digest.update((here / name).read_bytes())
-    return digest.hexdigest()[:12]
+    return fingerprint_of(files)
 
 
 def _params(setup: Setup, **kw) -> dict:
