@@ -259,15 +259,22 @@ def check_samplers(device, config: DiTConfig = MDLM_OWT, length: int = 1024, ste
     device = torch.device(device)
     denoiser = SubsDenoiser(random_network(config, device, seed), "loglinear", max_batch=batch)
     found = {"length": length, "steps": steps, "batch": batch, "ancestral": {}, "literal_line": {}}
+    masked = torch.full((batch, length), denoiser.mask_id)
+    call, _ = _timed(lambda: denoiser(masked, torch.ones(batch, dtype=torch.float64)), device, 3)
+    found["seconds_per_call"] = call  # the network on `batch` sequences, the output brought to the CPU
+    print(f"one denoiser call on {batch} x {length} (network on {device}, output to the CPU): {call * 1e3:.1f} ms")
     for precision in ("float32", "float64"):
         start = time.perf_counter()
         out = ancestral_sample(denoiser, batch, length, steps, precision, torch.Generator().manual_seed(seed), schedule="loglinear", progress=False)
         _sync(device)
         seconds = time.perf_counter() - start
         left = int((out.tokens == denoiser.mask_id).sum())
-        found["ancestral"][precision] = {"seconds": seconds, "seconds_per_step": seconds / steps, "nfe": out.nfe.double().mean().item(), "masks_left": left}
+        calls = int(out.nfe.max())  # the batch is evaluated together while any row needs it (at most this many calls)
+        categorical = max(seconds - calls * call, 0.0) / steps
+        found["ancestral"][precision] = {"seconds": seconds, "seconds_per_step": seconds / steps, "nfe": out.nfe.double().mean().item(),
+                                         "categorical_seconds_per_step": categorical, "masks_left": left}
         print(f"ancestral sampler, {precision}, {steps} steps at length {length}: {seconds:.2f} s, {seconds / steps * 1e3:.1f} ms a step, "
-              f"NFE {out.nfe.double().mean().item():.1f}, masks left {left}")
+              f"NFE {out.nfe.double().mean().item():.1f}, about {categorical * 1e3:.1f} ms a step besides the network; masks left {left}")
     # the literal line on the device: every position still masked, so each step draws length x (V + 1) uniforms per sequence
     x = torch.full((batch, length), denoiser.mask_id, device=device)
     mu = denoiser(x, torch.ones(batch, dtype=torch.float64)).reshape(-1, denoiser.mask_id)

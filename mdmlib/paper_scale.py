@@ -65,7 +65,7 @@ from .models import (
 from .models.checkpoints import CONFIG_NAME, TORCH_WEIGHTS_NAME, WEIGHTS_NAME, _folder
 from .progress import progress as progress_bar
 from .results import _to_json, _write_atomically, save_json
-from .sampling import CACHING, ancestral_sample
+from .sampling import CACHING, ancestral_sample, expected_nfe
 from .scale import current_scale
 from .stats import mean_and_se
 
@@ -117,6 +117,37 @@ def setting_seed(seed: int, setting: Setting) -> int:
         raise ValueError(f"seed must be >= 0, got {seed}")
     state = np.random.SeedSequence([seed, PRECISIONS.index(setting.precision), setting.steps]).generate_state(1, np.uint64)[0]
     return int(state >> np.uint64(1))
+
+
+def estimated_seconds(settings: list[Setting], *, samples: int, length: int, seconds_per_call: float, seconds_per_step: float,
+                      shard_size: int = 8, schedule: str = "loglinear") -> float:
+    """The sampling time of a grid by the paper's cost model (App. J.3), for one process:
+    each shard of `shard_size` sequences runs every step (`seconds_per_step`, the categorical
+    work of a shard) and calls the network E[NFE] times per sequence (per-sequence caching,
+    `seconds_per_call` a sequence, the output's trip to the CPU included). Judging is extra."""
+    if seconds_per_call < 0 or seconds_per_step < 0:
+        raise ValueError("times must be >= 0")
+    shards = -(-samples // shard_size)
+    return sum(samples * expected_nfe(s.steps, length, schedule) * seconds_per_call + shards * s.steps * seconds_per_step for s in settings)
+
+
+PUBLIC = {"mdlm": "kuleshov-group/mdlm-owt", "sedd": "louaaron/sedd-small", "judge": DEFAULT_JUDGE}
+
+
+def locate(name) -> Path | None:
+    """A local folder `name`, or the Hugging Face cache's copy of hub id `name`; None when
+    neither is on this machine. Never downloads."""
+    path = Path(str(name)).expanduser()
+    if path.is_dir():
+        return path
+    try:
+        import huggingface_hub
+    except ImportError:
+        return None
+    try:
+        return Path(huggingface_hub.snapshot_download(repo_id=str(name), local_files_only=True))
+    except Exception:  # not in the cache (or not a valid id): not here
+        return None
 
 
 # --- loading ----------------------------------------------------------------------------------------
