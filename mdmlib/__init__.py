@@ -23,6 +23,8 @@ Modules follow the paper:
   objectives   the ELBO as a sum over masked counts, its estimators, other objectives' weights
   exact_laws   exact laws of the samplers on a language small enough to list
   cost         the paper's cost model and a network-like denoiser that times itself
+  train        one training loop, four objectives (MDM with and without time, MaskGIT-style, AR); cached checkpoints
+  trained_networks  trained networks against the exact language: held-out bounds, KL, sampling (notebook 09)
   metrics      sentence entropy, Gen PPL, standard errors, effective temperature
   public_lines the sampling lines of MDLM, SEDD, LLaDA, torch and MaskGIT, with their laws
   audit        the law of any sampling line in the masked-diffusion regime (python -m mdmlib.audit)

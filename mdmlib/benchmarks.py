@@ -7,6 +7,7 @@ says what its times include and exclude. Timings on a shared machine are noisy.
 """
 from __future__ import annotations
 
+import os
 import statistics
 import sys
 import time
@@ -156,7 +157,39 @@ def bench_models(repeats: int = 3) -> None:
           f"{t:.2f} s wall (median of {repeats} after a warm-up), {cpu:.2f} s of CPU time per forward (mean)")
 
 
-BENCHMARKS = {"truncation": bench_truncation, "mdm_step": bench_mdm_step, "denoiser": bench_denoiser, "models": bench_models}
+def bench_train(steps: int = 20, thread_counts: tuple = (1, 2)) -> None:
+    """Training throughput at the quick scale (mdmlib.train.SETUPS["quick"]), per objective
+    and number of PyTorch threads, measured side by side in one run: tokens/s (batch x length
+    clean tokens per step) over `steps` steps after 3 warm-up steps, by wall time and by this
+    process's CPU time. A step includes drawing the data (DATA_CHUNK batches at a time, so
+    one step in DATA_CHUNK pays for the next chunk), the forward and backward pass and the
+    AdamW update; building the network, evaluation and writing checkpoints are excluded.
+    On a shared machine the wall time also counts waiting for cores, and a second thread
+    that waits spins, which shows as CPU time."""
+    from .train import OBJECTIVES, SETUPS, TrainingRun
+
+    setup = SETUPS["quick"]
+    tokens = setup.batch_size * setup.length
+    before = torch.get_num_threads()
+    print(f"quick setup: vocabulary {setup.language.vocab_size}, length {setup.length}, batch {setup.batch_size}, "
+          f"hidden {setup.hidden_dim}, {setup.n_blocks} blocks, {setup.steps} steps; CPU, {os.cpu_count()} cores")
+    print(f"{'objective':>12s} {'threads':>7s} {'tokens/s (wall)':>16s} {'ms wall/step':>13s} {'ms CPU/step':>12s} {'training (wall)':>16s}")
+    try:
+        for objective in OBJECTIVES:
+            for threads in thread_counts:
+                torch.set_num_threads(threads)
+                run = TrainingRun(setup, objective, "cpu")
+                run.train_until(3, progress=False)
+                cpu_start, wall_start = time.process_time(), time.perf_counter()
+                run.train_until(3 + steps, progress=False)
+                wall, cpu = time.perf_counter() - wall_start, time.process_time() - cpu_start
+                print(f"{objective:>12s} {threads:7d} {steps * tokens / wall:16,.0f} {wall / steps * 1e3:13.0f} {cpu / steps * 1e3:12.0f} "
+                      f"{setup.steps * wall / steps:14.0f} s")
+    finally:
+        torch.set_num_threads(before)
+
+
+BENCHMARKS = {"truncation": bench_truncation, "mdm_step": bench_mdm_step, "denoiser": bench_denoiser, "models": bench_models, "train": bench_train}
 
 
 def main(argv: list[str]) -> int:

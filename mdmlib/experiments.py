@@ -9,11 +9,9 @@ library code they depend on, so a change to a sampler invalidates them.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import time
 import zlib
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import torch
 
@@ -21,6 +19,7 @@ from .grid_law import law_on_grid
 from .mdm_step import step_categories
 from .metrics import sentence_entropy
 from .results import cached
+from .results import code_fingerprint as fingerprint_of
 from .sampling import ancestral_sample, ar_sample, exact_sample
 from .scale import by_scale
 from .synthetic import ExactDenoiser, LanguageSpec, MarkovLanguage
@@ -57,11 +56,7 @@ def ablation_setup() -> Setup:
 
 
 def code_fingerprint(files: tuple = _CODE) -> str:
-    here = Path(__file__).resolve().parent
-    digest = hashlib.sha256()
-    for name in files:
-        digest.update((here / name).read_bytes())
-    return digest.hexdigest()[:12]
+    return fingerprint_of(files)
 
 
 def _params(setup: Setup, **kw) -> dict:

@@ -2,10 +2,11 @@
 
 Figures and tables go to the project's figures/ folder (or $MDMLIB_FIGURES);
 expensive computations are cached in .cache/ (or $MDMLIB_CACHE), keyed by a
-hash of their parameters and of the environment that computed them (`environment`:
-the PyTorch version, the platform, the CPU's vector instructions and the thread
-count, any of which can change the last bits of a float and so the samples drawn
-after it). Every file is written to a temporary name in the
+hash of their parameters (which include, where it matters, a fingerprint of the
+library code the result depends on, `code_fingerprint`) and of the environment
+that computed them (`environment`: the PyTorch version, the platform, the CPU's
+vector instructions and the thread count, any of which can change the last bits
+of a float and so the samples drawn after it). Every file is written to a temporary name in the
 same folder and then renamed, so a crash never leaves half a file behind.
 """
 from __future__ import annotations
@@ -83,15 +84,20 @@ def _scaled(name: str) -> str:
     return name if scale == "quick" else f"{name}_{scale}"
 
 
-def save_json(obj: Any, name: str) -> Path:
-    """Write `obj` as figures/<name>.json (<name>_<scale>.json outside the quick scale)."""
+def write_json(obj: Any, path) -> Path:
+    """Write `obj` as JSON to `path`, whole or not at all."""
     text = json.dumps(_to_json(obj), indent=2, sort_keys=True, allow_nan=False)
 
     def write(tmp: str) -> None:
         with open(tmp, "w") as f:
             f.write(text + "\n")
 
-    return _write_atomically(figures_dir() / f"{_scaled(name)}.json", write)
+    return _write_atomically(Path(path), write)
+
+
+def save_json(obj: Any, name: str) -> Path:
+    """Write `obj` as figures/<name>.json (<name>_<scale>.json outside the quick scale)."""
+    return write_json(obj, figures_dir() / f"{_scaled(name)}.json")
 
 
 def save_text(text: str, name: str, suffix: str = ".md") -> Path:
@@ -136,21 +142,61 @@ def cache_key(params: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def code_fingerprint(files) -> str:
+    """A hash of the named source files of mdmlib (paths relative to the package,
+    e.g. "sampling.py", "models/dit.py"): part of a cache key, so that a change to
+    the code a result depends on invalidates it."""
+    here = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for name in files:
+        path = here / name
+        if not path.is_file():
+            raise ValueError(f"no source file mdmlib/{name} to fingerprint")
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def cache_folder(name: str, params: dict) -> Path:
+    """A folder of the cache for results that are more than one json (a checkpoint):
+    .cache/<name>-<key of params and the environment>/, created if needed."""
+    if "environment" in params:
+        raise ValueError("'environment' is added to the cache parameters here; choose another name")
+    path = cache_dir() / f"{_checked_name(name)}-{cache_key({**params, 'environment': environment()})}"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _keyed(name: str, params: dict) -> tuple[dict, Path]:
+    if isinstance(params, dict) and "environment" in params:
+        raise ValueError("'environment' is added to the cache parameters here; choose another name")
+    keyed = {**params, "environment": environment()} if isinstance(params, dict) else params
+    return keyed, cache_dir() / f"{_checked_name(name)}-{cache_key(keyed)}.json"
+
+
+def _stored(path: Path, keyed: dict):
+    if path.exists():
+        with open(path) as f:
+            stored = json.load(f)
+        if stored.get("params") == _to_json(keyed):
+            return stored
+    return None
+
+
+def is_cached(name: str, params: dict) -> bool:
+    """Whether `cached(name, params, ...)` would read its result from disk."""
+    return _stored(*reversed(_keyed(name, params))) is not None
+
+
 def cached(name: str, params: dict, compute: Callable[[], dict]) -> dict:
     """Return compute()'s result for these parameters, from disk if it was
     computed before in the same environment (see `environment`). The result
     must be a dict of JSON values or tensors; tensors come back as lists."""
     if not callable(compute):
         raise TypeError(f"compute must be a function of no arguments, got {type(compute).__name__}")
-    if isinstance(params, dict) and "environment" in params:
-        raise ValueError("'environment' is added to the cache parameters here; choose another name")
-    keyed = {**params, "environment": environment()} if isinstance(params, dict) else params
-    path = cache_dir() / f"{_checked_name(name)}-{cache_key(keyed)}.json"
-    if path.exists():
-        with open(path) as f:
-            stored = json.load(f)
-        if stored.get("params") == _to_json(keyed):
-            return stored["result"]
+    keyed, path = _keyed(name, params)
+    stored = _stored(path, keyed)
+    if stored is not None:
+        return stored["result"]
     result = compute()
     if not isinstance(result, dict):
         raise ValueError(f"compute() must return a dict, got {type(result).__name__}")

@@ -54,7 +54,9 @@ def test_cache_computes_once_per_parameter_set():
         calls.append(1)
         return {"value": torch.tensor([len(calls)])}
 
+    assert not results.is_cached("thing", {"a": 1})
     assert results.cached("thing", {"a": 1}, compute) == {"value": [1]}
+    assert results.is_cached("thing", {"a": 1}) and not results.is_cached("thing", {"a": 2})
     assert results.cached("thing", {"a": 1}, compute) == {"value": [1]}
     assert results.cached("thing", {"a": 2}, compute) == {"value": [2]}
     assert len(calls) == 2
@@ -77,3 +79,23 @@ def test_cache_is_keyed_by_the_environment(monkeypatch):
     assert results.cached("thing", {"a": 1}, compute) == {"n": 1}
     stored = json.loads(next(results.cache_dir().glob("thing-*.json")).read_text())
     assert stored["params"]["environment"]["torch"] in (torch.__version__, "0.0")
+
+
+def test_cache_folders_are_keyed_by_parameters_and_environment(monkeypatch):
+    first = results.cache_folder("net", {"a": 1})
+    assert first.is_dir() and first.parent == results.cache_dir()
+    assert results.cache_folder("net", {"a": 1}) == first != results.cache_folder("net", {"a": 2})
+    env = results.environment()
+    monkeypatch.setattr(results, "environment", lambda: {**env, "threads": env["threads"] + 1})
+    assert results.cache_folder("net", {"a": 1}) != first
+    with pytest.raises(ValueError, match="'environment' is added"):
+        results.cache_folder("net", {"environment": 1})
+    with pytest.raises(ValueError, match="plain file name"):
+        results.cache_folder("../net", {"a": 1})
+
+
+def test_code_fingerprint_follows_the_files():
+    one = results.code_fingerprint(["results.py"])
+    assert one == results.code_fingerprint(["results.py"]) != results.code_fingerprint(["results.py", "scale.py"])
+    with pytest.raises(ValueError, match="no source file mdmlib/nothing.py"):
+        results.code_fingerprint(["nothing.py"])

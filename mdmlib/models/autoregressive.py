@@ -44,7 +44,8 @@ class AutoregressiveModel:
         """Inputs starting with the start id -> (B, l, V) log-probabilities of the next token."""
         device = self.network.vocab_embed.embedding.device
         was_training = self.network.training
-        self.network.eval()
+        if was_training:  # switching walks every module: a cost per call
+            self.network.eval()
         try:
             with torch.no_grad():
                 out = [
@@ -52,7 +53,8 @@ class AutoregressiveModel:
                     for i in range(0, inputs.shape[0], self.max_batch)
                 ]
         finally:
-            self.network.train(was_training)
+            if was_training:
+                self.network.train()
         return torch.cat(out)
 
     def _with_start(self, x: torch.Tensor) -> torch.Tensor:

@@ -105,7 +105,8 @@ class _NetworkDenoiser:
         sigma = self.sigma(t, x.shape[0])
         device = self.network.vocab_embed.embedding.device
         was_training = self.network.training
-        self.network.eval()
+        if was_training:  # switching walks every module: a cost per call that samplers pay thousands of times
+            self.network.eval()
         try:
             with torch.no_grad():
                 out = [
@@ -113,7 +114,8 @@ class _NetworkDenoiser:
                     for i in range(0, x.shape[0], self.max_batch)
                 ]
         finally:
-            self.network.train(was_training)
+            if was_training:
+                self.network.train()
         return torch.cat(out)
 
 
