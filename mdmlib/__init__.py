@@ -32,7 +32,9 @@ Modules follow the paper:
   part2_runs   the cached runs of notebooks 07 and 08
   results      figures and json written whole, and an on-disk cache
   benchmarks   speed checks that print figures (python -m mdmlib.benchmarks)
-  gpu_check    checks that need a GPU (python -m mdmlib.gpu_check); exits 0 without one
+  paper_scale  the paper's grid on any checkpoint and judge, sharded over GPUs, with provenance
+               (python -m mdmlib.paper_scale; torchrun for several GPUs)
+  gpu_check    checks that need a GPU (python -m mdmlib.gpu_check [--out FILE]); exits 0 without one
   bootstrap    the README's set-up command (python3 -m mdmlib.bootstrap run|pytest)
   checks       argument checks shared by the public functions
   mutants      plausible bugs the tests must catch (python -m mdmlib.mutants)

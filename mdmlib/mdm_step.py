@@ -65,7 +65,7 @@ def step_categories(mu: torch.Tensor, move_t: float, move_s: float, precision: s
     """The (n, V+1) unnormalised categories of a step, in the sampler's dtype."""
     if not isinstance(mu, torch.Tensor) or mu.dim() != 2 or not mu.is_floating_point():
         raise ValueError(f"mu must be a floating (n, V) tensor of denoiser outputs, got {_describe(mu)}")
-    m_t, m_s = _mask_probabilities(move_t, move_s, precision)
+    m_t, m_s = (m.to(mu.device) for m in _mask_probabilities(move_t, move_s, precision))  # mu may live on a GPU
     return torch.cat([mu.to(m_t.dtype) * (m_t - m_s), m_s.expand(mu.shape[0], 1)], 1)
 
 
