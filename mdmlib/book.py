@@ -104,7 +104,7 @@ def assemble(source: Path, notebooks: Path = NOTEBOOKS) -> list[str]:
         # figures are linked relative to figures/; the book keeps its own copies
         text = re.sub(r"\]\((?:\.\./)?figures/", "](figures/", claims.read_text())
         (source / "claims.md").write_text(text)
-        shutil.copytree(figures_dir(), source / "figures", ignore=shutil.ignore_patterns("*.json", "*_full.*", "*_paper.*"))
+        shutil.copytree(figures_dir(), source / "figures", ignore=shutil.ignore_patterns("*.json", "*.md", "*_full.*", "*_paper.*"))
     (source / "index.md").write_text(_index(parts, claims.exists()))
     return ["index"] + [s for _, stems in parts for s in stems] + (["claims"] if claims.exists() else [])
 
