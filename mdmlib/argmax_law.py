@@ -28,29 +28,15 @@ scores -inf (Gumbel noise at u = 0), below it, and so on while the mass left mat
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
 
+from .cost import one_thread
 from .truncation import _cumsum
 
 _MAX_DENOMINATOR = 1 << 53  # counts / D stay exact in float64
-
-
-@contextmanager
-def one_thread():
-    """Run torch on one thread for a while. The sweep makes hundreds of operations on
-    vectors of ~50,000 entries, just above torch's grain for splitting work across threads;
-    on a busy 2-core machine each such operation then waited ~15 ms for its threads
-    (18.7 s for a Zipf probe at GPT-2's vocabulary against 1.5 s on one thread)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _log_cdf(cnt: torch.Tensor, denominator: int) -> torch.Tensor:
@@ -218,6 +204,9 @@ def law_of_grid_line(
     noise at each grid value; copies: classes per block. The law is resolved window by
     window (see the module docstring) until the unresolved mass is below `tol` or the
     next window would need more than `max_atoms` grid evaluations."""
+    # one thread: the sweep makes hundreds of operations on ~50,000 entries, just above torch's
+    # grain for splitting work; on a busy 2-core machine each waited ~15 ms for its threads
+    # (18.7 s for a Zipf probe at GPT-2's vocabulary against 1.5 s on one thread)
     with one_thread():
         return _law_of_grid_line(x, noise, counts, denominator, combine, copies, tol, max_atoms)
 
