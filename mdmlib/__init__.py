@@ -27,16 +27,16 @@ Modules follow the paper:
   trained_networks  trained networks against the exact language: held-out bounds, KL, sampling (notebook 09)
   metrics      sentence entropy, Gen PPL, standard errors, effective temperature
   public_lines the sampling lines of MDLM, SEDD, LLaDA, torch and MaskGIT, with their laws
-  audit        the law of any sampling line in the masked-diffusion regime (python -m mdmlib.audit)
+  audit        the law of any sampling line in the masked-diffusion regime (python -m mdmlib.audit.core)
   experiments  the cached runs of notebooks 05 and 06
   part2_runs   the cached runs of notebooks 07 and 08
   results      figures and json written whole, and an on-disk cache
-  benchmarks   speed checks that print figures (python -m mdmlib.benchmarks)
+  benchmarks   speed checks that print figures (python -m mdmlib.tools.benchmarks)
   paper_scale  the paper's grid on any checkpoint and judge, sharded over GPUs, with provenance
-               (python -m mdmlib.paper_scale; torchrun for several GPUs)
-  gpu_check    checks that need a GPU (python -m mdmlib.gpu_check [--out FILE]); exits 0 without one
-  bootstrap    the README's set-up command (python3 -m mdmlib.bootstrap run|pytest)
+               (python -m mdmlib.runs.paper_scale; torchrun for several GPUs)
+  gpu_check    checks that need a GPU (python -m mdmlib.tools.gpu_check [--out FILE]); exits 0 without one
+  bootstrap    the README's set-up command (python3 -m mdmlib.tools.bootstrap run|pytest)
   checks       argument checks shared by the public functions
-  mutants      plausible bugs the tests must catch (python -m mdmlib.mutants)
+  mutants      plausible bugs the tests must catch (python -m mdmlib.tools.mutants)
 """
 __version__ = "0.1.0"

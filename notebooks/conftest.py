@@ -3,7 +3,7 @@
 nbval reads a cell's messages only after the cell has finished, and ZeroMQ drops
 what overflows its queue, the kernel's final "idle" included; so the notebooks
 run here without progress bars, which are most of those messages. The
-notebook runner (`python -m mdmlib.run_notebooks`) reads as it goes and shows them.
+notebook runner (`python -m mdmlib.tools.run_notebooks`) reads as it goes and shows them.
 """
 import os
 

@@ -1,4 +1,4 @@
-"""A small sampling-and-judging job for tests/test_distributed.py: exact samples of a tiny
+"""A small sampling-and-judging job for tests/infra/test_distributed.py: exact samples of a tiny
 synthetic language, judged by its exact NLL. Run under torchrun, or called in-process.
 
     python -m torch.distributed.run --standalone --nproc_per_node 2 tests/distributed_job.py OUT.pt
@@ -7,10 +7,10 @@ import sys
 
 import torch
 
-from mdmlib.distributed import Process, run_sharded, setup, teardown
-from mdmlib.judges import ExactJudge
-from mdmlib.sampling import exact_sample
-from mdmlib.synthetic import ExactDenoiser, LanguageSpec, MarkovLanguage
+from mdmlib.infra.distributed import Process, run_sharded, setup, teardown
+from mdmlib.judging.judges import ExactJudge
+from mdmlib.mdm.samplers import exact_sample
+from mdmlib.language.synthetic import ExactDenoiser, LanguageSpec, MarkovLanguage
 
 NUM_SAMPLES, SHARD_SIZE, SEED = 10, 3, 11  # shards of 3, 3, 3 and 1 samples
 LENGTH, STEPS = 12, 16

@@ -3,12 +3,12 @@
 A check that "agrees" is worth only its power against the nearest wrong law; a
 check that "differs" (p < 1e-6, or |z| > 5) must be almost sure to find the
 difference it claims. Both are the chance that the check rejects when the
-alternative is true, computed with mdmlib.stats, printed (pytest -s shows them)
+alternative is true, computed with mdmlib.stats.significance, printed (pytest -s shows them)
 and asserted to be at least MIN_POWER.
 """
 from __future__ import annotations
 
-from mdmlib.stats import z_power
+from mdmlib.stats.significance import z_power
 
 MIN_POWER = 0.99
 DIFFERS_ALPHA = 1e-6  # "differs" means p below this

@@ -5,16 +5,22 @@ import math
 import pytest
 import torch
 
-from mdmlib import metrics, results, stats, symbolic
-from mdmlib.categorical import check_probabilities, exponential_race, gumbel_max, inverse_cdf, truncated_race
-from mdmlib.grid_law import law_on_grid, rand_grid
-from mdmlib.mdm_step import dense_step, sparse_step
-from mdmlib.montecarlo import count_classes
-from mdmlib.precision import as_dtype, gumbel_cap, probe_rand
-from mdmlib.sampling import ancestral_sample, ar_sample, exact_sample
-from mdmlib.schedules import mask_probability, time_grid, unmask_step_probabilities
-from mdmlib.synthetic import ExactDenoiser, LanguageSpec, MarkovLanguage
-from mdmlib.truncation import truncated_law, truncated_law_reference
+from mdmlib.stats.significance import metrics
+
+from mdmlib.infra import results
+
+from mdmlib.stats.significance import significance as stats
+
+from mdmlib.precision.formats import symbolic
+from mdmlib.precision.categorical import check_probabilities, exponential_race, gumbel_max, inverse_cdf, truncated_race
+from mdmlib.precision.grid_law import law_on_grid, rand_grid
+from mdmlib.mdm.step import dense_step, sparse_step
+from mdmlib.stats.montecarlo import count_classes
+from mdmlib.precision.formats import as_dtype, gumbel_cap, probe_rand
+from mdmlib.mdm.samplers import ancestral_sample, ar_sample, exact_sample
+from mdmlib.mdm.schedules import mask_probability, time_grid, unmask_step_probabilities
+from mdmlib.language.synthetic import ExactDenoiser, LanguageSpec, MarkovLanguage
+from mdmlib.precision.truncation import truncated_law, truncated_law_reference
 
 G = torch.Generator()
 P = torch.tensor([0.1, 0.9], dtype=torch.float64)

@@ -8,7 +8,7 @@ between nbgrader's markers, then calls `check`:
     ### END SOLUTION
     check("04.1", leave_rate)
 
-`python -m mdmlib.student` writes the student versions, where each marked region
+`python -m mdmlib.tools.student` writes the student versions, where each marked region
 becomes `raise NotImplementedError(...)` and markdown cells tagged "solution" become
 a blank answer. The checkers live in this sub-package, one module per notebook
 (`nb04.py` holds exercise "04.1", ...), registered with `@exercise("04.1")`. A checker

@@ -9,7 +9,7 @@ import math
 
 import sympy
 
-from . import WrongAnswer
+from mdmlib.exercises import WrongAnswer
 
 
 def number(answer, key: str) -> float:

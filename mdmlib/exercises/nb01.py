@@ -6,9 +6,9 @@ import math
 import sympy as sp
 import torch
 
-from ..grid_law import law_on_grid
-from ..precision import gumbel_cap
-from . import WrongAnswer, exercise
+from mdmlib.precision.grid_law import law_on_grid
+from mdmlib.precision.formats import gumbel_cap
+from mdmlib.exercises import WrongAnswer, exercise
 
 # a FP8 format (E4M3: 3 fraction bits), the four torch formats, and formats finer than float64,
 # where 1 - eps rounds to 1 in float64 and the naive log(1 - eps) breaks down

@@ -6,10 +6,10 @@ import math
 import sympy as sp
 import torch
 
-from ..precision import FORMATS
-from ..symbolic import delta
-from ..truncation import truncated_law
-from . import WrongAnswer, exercise
+from mdmlib.precision.formats import FORMATS
+from mdmlib.precision.symbolic import delta
+from mdmlib.precision.truncation import truncated_law
+from mdmlib.exercises import WrongAnswer, exercise
 
 
 def _cases() -> list[tuple[list[float], float, str]]:
@@ -50,7 +50,7 @@ def paper_law(answer) -> str:
                     else " It sums to 1 but puts the mass on the wrong classes: sort p, apply the formula, and return the result in p's original order.")
             raise WrongAnswer(f"paper_law on {what} (p = {[round(x, 4) for x in p]}, M = {M}) is off by up to {worst:.2e} from the "
                               f"truncated sampler's law {expected.numpy().round(6).tolist()}.{hint}")
-    return f"Prop. 5.2 as written matches mdmlib.truncation.truncated_law on {len(_cases())} vectors (ties, unsorted, unnormalised, M = inf)."
+    return f"Prop. 5.2 as written matches mdmlib.precision.truncation.truncated_law on {len(_cases())} vectors (ties, unsorted, unnormalised, M = inf)."
 
 
 @exercise("02.2")
@@ -62,7 +62,7 @@ def halving_probability(answer) -> str:
     except (TypeError, ValueError, sp.SympifyError) as error:
         raise WrongAnswer("Exercise 02.2 asks for a SymPy expression in symbolic.delta") from error
     if not expr.free_symbols <= {delta}:
-        raise WrongAnswer(f"the answer must be an expression in delta (mdmlib.symbolic.delta) alone, it has {sorted(map(str, expr.free_symbols))}")
+        raise WrongAnswer(f"the answer must be an expression in delta (mdmlib.precision.symbolic.delta) alone, it has {sorted(map(str, expr.free_symbols))}")
     value = sp.lambdify(delta, expr, "math")
     for fmt in FORMATS[:3]:  # float16, bfloat16, float32: the cap bites at visible p
         d = math.exp(-fmt.gumbel_cap)

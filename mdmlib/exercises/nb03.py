@@ -6,14 +6,14 @@ import math
 import sympy as sp
 import torch
 
-from ..grid_law import law_on_grid
-from ..precision import float_format
-from ..stats import ALPHA, binomial_power, binomial_z, chi_square_test
-from . import WrongAnswer, exercise
+from mdmlib.precision.grid_law import law_on_grid
+from mdmlib.precision.formats import float_format
+from mdmlib.stats.significance import ALPHA, binomial_power, binomial_z, chi_square_test
+from mdmlib.exercises import WrongAnswer, exercise
 
 
 def _flat_leave(q: float, V: int, eps: float) -> float:
-    from ..truncation import truncated_law
+    from mdmlib.precision.truncation import truncated_law
 
     categories = torch.cat([torch.full((V,), q / V, dtype=torch.float64), torch.tensor([1 - q], dtype=torch.float64)])
     return truncated_law(categories, eps=eps)[:-1].sum().item()
@@ -60,13 +60,13 @@ def ties_in_bfloat16(answer) -> str:
     power = binomial_power(exact, 0.25, n)
     if power < 0.99:
         raise WrongAnswer(f"{n:,} draws tell the sampler's P(class 0) from 1/4 with probability {power:.3f} only; draw enough that "
-                          "this power is at least 0.99 (mdmlib.stats.binomial_power tells you how many)")
+                          "this power is at least 0.99 (mdmlib.stats.significance.binomial_power tells you how many)")
     k = round(estimate * n)
     p_value = chi_square_test(torch.tensor([k, n - k]), torch.tensor([exact, 1 - exact])).p_value
     if p_value <= ALPHA:
         z_quarter = binomial_z(k, n, 0.25)
         hint = (" Your estimate is what exact sampling gives: did you draw in bfloat16, with gumbel_max?" if abs(z_quarter) < 3
-                else " Draw with mdmlib.montecarlo.count_classes(gumbel_max, ..., dtype=torch.bfloat16) and seed the generator.")
+                else " Draw with mdmlib.stats.montecarlo.count_classes(gumbel_max, ..., dtype=torch.bfloat16) and seed the generator.")
         raise WrongAnswer(f"an estimate of {estimate:.5f} from {n:,} draws does not agree with the sampler's exact law on bfloat16's grid "
                           f"(p = {p_value:.1e}, z = {binomial_z(k, n, exact):+.1f}).{hint}")
     return f"the first class wins ties: P(class 0) = {exact:.5f}, not 1/4 (power {power:.3f} against 1/4 at n = {n:,})."

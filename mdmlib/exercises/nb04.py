@@ -6,11 +6,11 @@ import math
 import sympy as sp
 import torch
 
-from ..grid_law import law_on_grid
-from ..mdm_step import step_categories
-from ..precision import float_format
-from ..truncation import truncated_law
-from . import WrongAnswer, exercise
+from mdmlib.precision.grid_law import law_on_grid
+from mdmlib.mdm.step import step_categories
+from mdmlib.precision.formats import float_format
+from mdmlib.precision.truncation import truncated_law
+from mdmlib.exercises import WrongAnswer, exercise
 
 GPT2_VOCAB = 50_257
 

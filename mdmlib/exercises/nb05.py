@@ -5,12 +5,12 @@ import math
 
 import torch
 
-from ..exact_laws import all_sequences, ancestral_law, language_law
-from ..metrics import sentence_entropy
-from ..sampling import expected_nfe
-from ..synthetic import ExactDenoiser, LanguageSpec, MarkovLanguage
-from . import WrongAnswer, exercise
-from .answer_types import function, number
+from mdmlib.language.exact_laws import all_sequences, ancestral_law, language_law
+from mdmlib.stats.metrics import sentence_entropy
+from mdmlib.mdm.samplers import expected_nfe
+from mdmlib.language.synthetic import ExactDenoiser, LanguageSpec, MarkovLanguage
+from mdmlib.exercises import WrongAnswer, exercise
+from mdmlib.exercises.answer_types import function, number
 
 # float32 arithmetic is allowed: its relative rounding (6e-8) summed over at most 64 tokens stays far below this
 _ENTROPY_RTOL, _ENTROPY_ATOL = 1e-5, 1e-6

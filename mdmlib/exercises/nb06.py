@@ -5,9 +5,9 @@ import math
 
 import torch
 
-from ..metrics import gen_ppl
-from . import WrongAnswer, exercise
-from .answer_types import function, number
+from mdmlib.stats.metrics import gen_ppl
+from mdmlib.exercises import WrongAnswer, exercise
+from mdmlib.exercises.answer_types import function, number
 
 
 def _entropy_cases() -> list[tuple[str, torch.Tensor]]:

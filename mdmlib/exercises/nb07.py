@@ -7,10 +7,10 @@ import math
 import sympy
 import torch
 
-from ..objectives import Tempered, exact_moments
-from ..synthetic import ExactDenoiser, LanguageSpec, MarkovLanguage
-from . import WrongAnswer, exercise
-from .answer_types import expression, function, number, value_at
+from mdmlib.mdm.objectives import Tempered, exact_moments
+from mdmlib.language.synthetic import ExactDenoiser, LanguageSpec, MarkovLanguage
+from mdmlib.exercises import WrongAnswer, exercise
+from mdmlib.exercises.answer_types import expression, function, number, value_at
 
 _n, _L = sympy.symbols("n L", positive=True, integer=True)
 _POINTS = [(1, 1), (1, 5), (3, 10), (10, 10), (7, 32), (200, 1024)]

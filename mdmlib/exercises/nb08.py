@@ -6,11 +6,11 @@ import math
 import sympy
 import torch
 
-from ..cost import categorical_draws, model_seconds
-from ..exact_laws import several_per_step_probability
-from ..schedules import mask_probability, mask_time
-from . import WrongAnswer, exercise
-from .answer_types import expression, function, number, value_at
+from mdmlib.mdm.cost import categorical_draws, model_seconds
+from mdmlib.language.exact_laws import several_per_step_probability
+from mdmlib.mdm.schedules import mask_probability, mask_time
+from mdmlib.exercises import WrongAnswer, exercise
+from mdmlib.exercises.answer_types import expression, function, number, value_at
 
 _NEXT_TIME_CASES = [
     ("linear, tau = 1, n = 4, u = 0.3", "linear", [1.0], [4], [0.3]),
@@ -40,7 +40,7 @@ def next_event_time(answer) -> str:
             continue
         hint = ""
         if torch.allclose(got, tau * u ** (1 / n), rtol=1e-9):
-            hint = " That is the linear schedule's rule; in general it is m(tau') = u^(1/n) m(tau): apply the schedule, then its inverse (mdmlib.schedules.mask_time)."
+            hint = " That is the linear schedule's rule; in general it is m(tau') = u^(1/n) m(tau): apply the schedule, then its inverse (mdmlib.mdm.schedules.mask_time)."
         elif torch.allclose(got, mask_time(schedule, u**n * mask_probability(schedule, tau)), rtol=1e-9):
             hint = " All n tokens stay masked with probability (m(s)/m(tau))^n; set that to u and solve: the root is u^(1/n), not u^n."
         raise WrongAnswer(f"Exercise 08.1: on {name} expected {[round(v, 10) for v in want.tolist()]}, got {[round(v, 10) for v in got.tolist()]}.{hint}")

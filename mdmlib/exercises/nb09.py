@@ -6,14 +6,14 @@ import math
 import torch
 from scipy import stats as sps
 
-from . import WrongAnswer, exercise
+from mdmlib.exercises import WrongAnswer, exercise
 
 
 @exercise("09.1")
 def masked_count_weight(answer) -> str:
     """answer(n, L, t_min) -> the weight c_n the continuous-time loss over t in [t_min, 1]
     puts on the term with n masked tokens, linear schedule m(t) = t, w(t) = 1/t."""
-    from ..train import masked_count_weights
+    from mdmlib.models.training import masked_count_weights
 
     if not callable(answer):
         raise WrongAnswer("09.1 expects a function count_weight(n, L, t_min) returning a float")
@@ -41,7 +41,7 @@ def masked_count_weight(answer) -> str:
 def ar_nll_per_token(answer) -> str:
     """answer(network, x) -> (B,) NLL per token of x (B, L) under a causal twin that reads the
     start id (network.config.extra_id) and x_1..x_{L-1}."""
-    from ..models import AutoregressiveModel, DiTConfig, build_network
+    from mdmlib.models import AutoregressiveModel, DiTConfig, build_network
 
     if not callable(answer):
         raise WrongAnswer("09.2 expects a function nll_per_token(network, x) returning a (B,) tensor")

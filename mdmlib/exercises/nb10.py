@@ -5,10 +5,10 @@ import math
 
 import torch
 
-from ..judges import Scores
-from ..paper_scale import Setting, estimated_seconds
-from ..sampling import expected_nfe
-from . import WrongAnswer, exercise
+from mdmlib.judging.judges import Scores
+from mdmlib.runs.paper_scale import Setting, estimated_seconds
+from mdmlib.mdm.samplers import expected_nfe
+from mdmlib.exercises import WrongAnswer, exercise
 
 _NFE_CASES = ((2048, 1024), (100, 1024), (10_000, 1024), (16, 64), (5_000, 64))
 

@@ -5,10 +5,10 @@ import math
 
 import torch
 
-from ..audit import Probe, audit
-from ..grid_law import rand_grid
-from ..public_lines import _guarded_gumbel
-from . import WrongAnswer, exercise
+from mdmlib.audit.core import Probe, audit
+from mdmlib.precision.grid_law import rand_grid
+from mdmlib.audit.public_lines import _guarded_gumbel
+from mdmlib.exercises import WrongAnswer, exercise
 
 # float16 probabilities at a 1/100 step: the float16 race leaves a flat position at 0.07 of the exact rate
 _PROBES = [Probe("flat", 1e-2, 100), Probe("zipf", 1e-2, 100)]

@@ -12,11 +12,11 @@ The published layout and forward pass these follow are in PAPER.md section 6.
 Typical use:
 
     net = build_network(DiTConfig(vocab_size=V + 1, hidden_dim=128, n_heads=4, n_blocks=4, cond_dim=64, model_length=L))
-    denoiser = SubsDenoiser(net)                  # any sampler in mdmlib.sampling accepts it
+    denoiser = SubsDenoiser(net)                  # any sampler in mdmlib.mdm.samplers accepts it
     save_pretrained(net, "checkpoints/mine")      # and load_pretrained("checkpoints/mine") later
 """
-from .autoregressive import AutoregressiveModel
-from .checkpoints import (
+from mdmlib.models.autoregressive import AutoregressiveModel
+from mdmlib.models.checkpoints import (
     CheckpointError,
     CheckpointNotFoundError,
     ConfigMismatchError,
@@ -29,10 +29,10 @@ from .checkpoints import (
     load_pretrained,
     save_pretrained,
 )
-from .config import MDLM_OWT, SEDD_SMALL, DiTConfig
-from .device import DeviceUnavailableError, resolve_device
-from .dit import CausalTransformer, DiT, build_network
-from .parameterization import ScoreDenoiser, SubsDenoiser
+from mdmlib.models.config import MDLM_OWT, SEDD_SMALL, DiTConfig
+from mdmlib.models.device import DeviceUnavailableError, resolve_device
+from mdmlib.models.dit import CausalTransformer, DiT, build_network
+from mdmlib.models.parameterization import ScoreDenoiser, SubsDenoiser
 
 __all__ = [
     "AutoregressiveModel",

@@ -6,16 +6,16 @@ token). The start id is never predicted (its logit is -inf). So
 
     log p(x) = sum_l log softmax(logits)[l, x_l],   logits = network([S, x_1..x_{L-1}]).
 
-`next_token_probabilities(prefix)` serves `mdmlib.sampling.ar_sample`;
+`next_token_probabilities(prefix)` serves `mdmlib.mdm.samplers.ar_sample`;
 `log_likelihood` / `nll_per_token` have the names and meaning of
-`mdmlib.synthetic.MarkovLanguage`'s, so a trained model can stand in for the exact
+`mdmlib.language.synthetic.MarkovLanguage`'s, so a trained model can stand in for the exact
 likelihood as a (learned) judge.
 """
 from __future__ import annotations
 
 import torch
 
-from .dit import CausalTransformer
+from mdmlib.models.dit import CausalTransformer
 
 
 class AutoregressiveModel:

@@ -37,10 +37,10 @@ import safetensors.torch
 import torch
 from safetensors import SafetensorError
 
-from ..results import write_atomically
-from .config import DiTConfig
-from .device import resolve_device
-from .dit import build_network
+from mdmlib.infra.results import write_atomically
+from mdmlib.models.config import DiTConfig
+from mdmlib.models.device import resolve_device
+from mdmlib.models.dit import build_network
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"

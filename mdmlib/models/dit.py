@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import DiTConfig
+from mdmlib.models.config import DiTConfig
 
 FREQUENCY_EMBEDDING_SIZE = 256  # width of the sinusoidal embedding of sigma
 ROTARY_BASE = 10_000

@@ -2,8 +2,8 @@
 
 A sampler calls `denoiser(x, t)` with x (B, L) holding tokens 0..V-1 and the mask
 id V, and t (B,) the time; it wants (B, L, V) probabilities over the V tokens
-(mdmlib.sampling). The network sees the noise level sigma(t) = -log(1 - m(t))
-of the schedule it was trained with (mdmlib.schedules.total_noise; MDLM and SEDD:
+(mdmlib.mdm.samplers). The network sees the noise level sigma(t) = -log(1 - m(t))
+of the schedule it was trained with (mdmlib.mdm.schedules.total_noise; MDLM and SEDD:
 "loglinear", m(t) = (1 - 1e-3) t); a network that is not time-conditioned is
 given sigma = 0, so t does not matter.
 
@@ -29,8 +29,8 @@ import math
 
 import torch
 
-from ..schedules import total_noise
-from .dit import DiT
+from mdmlib.mdm.schedules import total_noise
+from mdmlib.models.dit import DiT
 
 
 def _one_hot_where_unmasked(probs: torch.Tensor, x: torch.Tensor, mask_id: int) -> torch.Tensor:

@@ -1,0 +1,104 @@
+import itertools
+import math
+
+import pytest
+import torch
+
+from mdmlib.stats.significance import ALPHA, chi_square_power, chi_square_test
+from mdmlib.language.synthetic import ExactDenoiser, LanguageSpec, MarkovLanguage
+from power_checks import require_power, require_z_power
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return MarkovLanguage(LanguageSpec(vocab_size=3, num_classes=2, seed=1))
+
+
+def _all_sequences(lang, L):
+    xs = torch.tensor(list(itertools.product(range(lang.vocab_size), repeat=L)))
+    return xs, torch.exp(lang.log_likelihood(xs))
+
+
+def test_brute_force_likelihood_and_entropy(tiny):
+    L = 5
+    xs, p = _all_sequences(tiny, L)
+    assert abs(p.sum().item() - 1) < 1e-12
+    assert math.isclose(tiny.entropy_rate(L), float(-(p * p.log()).sum() / L), rel_tol=1e-12)
+    # the chain is stationary: every position has marginal pi
+    for l in range(L):
+        marginal = torch.zeros(3, dtype=torch.float64).index_add_(0, xs[:, l], p)
+        assert torch.allclose(marginal, tiny.pi, atol=1e-12)
+
+
+def test_brute_force_denoiser(tiny):
+    L = 5
+    xs, p = _all_sequences(tiny, L)
+    den = ExactDenoiser(tiny, dtype=torch.float64)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(40):
+        truth = xs[torch.multinomial(p, 1, generator=g)].reshape(1, L)
+        masked = torch.rand(1, L, generator=g) < 0.6
+        x = torch.where(masked, tiny.mask_id, truth)
+        mu = den(x)[0]
+        consistent = ((xs == x[0]) | masked[0]).all(1)  # sequences agreeing with every unmasked token
+        for l in range(L):
+            if masked[0, l]:
+                want = torch.zeros(3, dtype=torch.float64).index_add_(0, xs[consistent, l], p[consistent])
+                assert torch.allclose(mu[l], want / want.sum(), atol=1e-12)
+            else:
+                assert mu[l, x[0, l]] == 1 and mu[l].sum() == 1
+
+
+def test_changed_outputs_update_to_a_fresh_call():
+    lang = MarkovLanguage(LanguageSpec(vocab_size=50, num_classes=4, seed=2))
+    den = ExactDenoiser(lang, dtype=torch.float64)
+    g = torch.Generator().manual_seed(1)
+    truth = lang.sample(4, 40, g)
+    x_old = torch.where(torch.rand(4, 40, generator=g) < 0.8, lang.mask_id, truth)
+    x_new = torch.where(torch.rand(4, 40, generator=g) < 0.2, truth, x_old)  # unmask a few more
+    mu = den(x_old)
+    rows, cols, out = den.changed_outputs(x_old, x_new)
+    mu[rows, cols] = out
+    masked = x_new == lang.mask_id
+    assert torch.allclose(mu[masked], den(x_new)[masked], atol=1e-12, rtol=0)
+    assert rows.numel() < masked.sum()  # some outputs were reused, not recomputed
+
+
+def test_sampling_follows_the_chain():
+    lang = MarkovLanguage(LanguageSpec(vocab_size=6, num_classes=3, seed=3))
+    n = 20_000
+    joint = (lang.pi[:, None] * lang.transition_rows(torch.arange(6))).flatten()
+    # nearest wrong laws: a chain started from the classes' average emission instead of its
+    # stationary law, and a chain run backwards (pairs transposed; it is not reversible)
+    require_power(chi_square_power(lang.pi, lang.B.mean(0), n), "a chain not started in its stationary law")
+    require_power(chi_square_power(joint, joint.reshape(6, 6).T.flatten(), n), "the chain run backwards")
+    x = lang.sample(n, 6, torch.Generator().manual_seed(2))
+    assert chi_square_test(torch.bincount(x[:, 0], minlength=6), lang.pi).p_value > ALPHA
+    assert chi_square_test(torch.bincount(x[:, 2] * 6 + x[:, 3], minlength=36), joint).p_value > ALPHA
+
+
+def test_zipf_base_without_spread_is_exact():
+    # With no log-normal spread every class emits the base itself, so pi is the Zipf law.
+    spec = LanguageSpec(vocab_size=500, num_classes=4, seed=0, emission_spread=0.0)
+    lang = MarkovLanguage(spec)
+    zipf = torch.arange(1, 501, dtype=torch.float64) ** -spec.zipf_exponent
+    zipf /= zipf.sum()
+    # a normalised product of H + V float64 terms: a few hundred ulp at most
+    assert torch.allclose(lang.pi, zipf, rtol=(spec.vocab_size + spec.num_classes) * 2.0**-52, atol=0)
+
+
+def test_zipf_base_with_spread():
+    # log B[h, v] = -s log v + spread Z[h, v] - log(row normaliser), Z iid standard normal:
+    # per class, the least-squares slope of log B[h, v] on log v is exactly normal with
+    # mean -s and variance spread^2 / Sxx; the mean over the H classes has spread^2 / (H Sxx).
+    spec = LanguageSpec(vocab_size=1000, num_classes=16, seed=0)
+    lang = MarkovLanguage(spec)
+    x = torch.log(torch.arange(1, spec.vocab_size + 1, dtype=torch.float64))
+    xc = x - x.mean()
+    sxx = float((xc**2).sum())
+    slopes = (torch.log(lang.B) * xc).sum(1) / sxx
+    sd = spec.emission_spread / math.sqrt(spec.num_classes * sxx)
+    z = (slopes.mean().item() + spec.zipf_exponent) / sd
+    require_z_power(0.1 / sd, 3, "a Zipf exponent off by 0.1")
+    assert abs(z) < 3, z
+

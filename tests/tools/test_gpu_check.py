@@ -1,0 +1,63 @@
+"""The GPU checks' code paths, run here on the CPU at tiny sizes (the lead runs the full
+sizes on a GPU with `python -m mdmlib.tools.gpu_check --out FILE`)."""
+import json
+
+import pytest
+import torch
+
+from mdmlib.tools import gpu_check
+from mdmlib.models import DiTConfig
+
+TINY = DiTConfig(vocab_size=65, model_length=16, hidden_dim=32, n_heads=2, n_blocks=2, cond_dim=16)
+CPU = torch.device("cpu")
+
+
+def test_dit_forward_on_the_cpu():
+    found = gpu_check.check_dit_forward(CPU, config=TINY, length=16, batches=(1, 2), repeats=1)
+    assert found["passed"] and found["parameters"] == sum(p.numel() for p in gpu_check.random_network(TINY, CPU).parameters())
+    for row in found["forward"].values():
+        assert row["float32"]["seconds"] > 0 and row["bfloat16"]["seconds"] > 0
+        # bfloat16 keeps 8 significant bits: the gap is a rounding effect, neither zero nor large
+        assert 0 < row["largest_log_prob_gap"] < 1.0
+    json.dumps(found)
+
+
+def test_random_network_has_no_zero_layers_and_is_seeded():
+    a, b = gpu_check.random_network(TINY, CPU, seed=1), gpu_check.random_network(TINY, CPU, seed=1)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    assert a.output_layer.linear.weight.abs().sum() > 0 and a.blocks[0].adaLN_modulation.weight.abs().sum() > 0
+
+
+def test_samplers_on_the_cpu():
+    found = gpu_check.check_samplers(CPU, config=TINY, length=16, steps=4, batch=2, fhs_events=5)
+    assert found["passed"]
+    assert {r["masks_left"] for r in found["ancestral"].values()} == {0}
+    assert set(found["literal_line"]) == {"float32", "float64", "float64+trunc"}
+    assert all(r["draws"] == 4 * 2 * 16 for r in found["literal_line"].values())
+    assert found["first_hitting"]["events_timed"] == 5
+    json.dumps(found)
+
+
+def test_judge_forward_on_the_cpu():
+    pytest.importorskip("transformers")
+    found = gpu_check.check_judge_forward(CPU, n_embd=32, n_layer=2, n_head=2, vocab=97, context=16, batch=2, repeats=1)
+    assert found["passed"] and found["float32"]["gen_ppl"] > 1 and found["largest_nll_gap"] < 1.0
+    json.dumps(found)
+
+
+def test_a_failing_check_is_recorded_and_the_others_run(monkeypatch):
+    def broken(device):
+        raise RuntimeError("out of memory, say")
+
+    monkeypatch.setitem(gpu_check.CHECKS, "broken", broken)
+    monkeypatch.setitem(gpu_check.CHECKS, "fine", lambda device: {"passed": True, "value": 1})
+    found = gpu_check.run_checks(["broken", "fine"], CPU)
+    assert found["broken"]["passed"] is False and "out of memory" in found["broken"]["error"]
+    assert found["fine"]["passed"] and found["fine"]["value"] == 1
+
+
+def test_without_cuda_nothing_is_written(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert gpu_check.main(["--out", str(tmp_path / "gpu.json")]) == 0
+    assert "no CUDA device" in capsys.readouterr().out and not (tmp_path / "gpu.json").exists()
+    assert gpu_check.main(["no_such_check"]) == 2

@@ -1,0 +1,106 @@
+"""The project's own files agree with each other, and the committed notebooks are clean."""
+import json
+import os
+import re
+import runpy
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from mdmlib.infra.progress import REFRESH_SECONDS, progress, progress_enabled
+from mdmlib.infra.scale import by_scale, current_scale
+
+ROOT = Path(__file__).resolve().parents[2]
+CONDA_TO_PIP = {"pytorch": "torch"}
+
+
+def _requirement(spec: str) -> tuple[str, str]:
+    name, version = re.match(r"\s*([A-Za-z0-9_.-]+)\s*(.*)", spec).groups()
+    return CONDA_TO_PIP.get(name.lower(), name.lower()), version.replace(" ", "")
+
+
+def test_environment_yml_matches_pyproject():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pip_side = dict(_requirement(s) for s in project["dependencies"] + project["optional-dependencies"]["test"])
+    conda_side, in_dependencies = {}, False
+    for line in (ROOT / "environment.yml").read_text().splitlines():
+        if not line.startswith(" "):
+            in_dependencies = line.startswith("dependencies:")
+        # conda entries ("  - name>=v") and, for what conda-forge lacks, the pip block's ("      - name>=v")
+        m = re.match(r"^(?:  |      )- ([^:#]+?)\s*(?:#.*)?$", line)
+        if in_dependencies and m and not m.group(1).startswith(("python", "pip", "-e")):
+            name, version = _requirement(m.group(1))
+            conda_side[name] = version
+    assert conda_side == pip_side
+
+
+def test_license_and_python_version_match_the_metadata():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["license"] == {"text": "MIT"} and (ROOT / "LICENSE").read_text().startswith("MIT License\n")
+    # tests read TOML with tomllib, new in Python 3.11
+    assert project["requires-python"] == ">=3.11"
+    assert "  - python=3.11\n" in (ROOT / "environment.yml").read_text()
+    assert "Python 3.11 or newer" in (ROOT / "README.md").read_text()
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    command = "python3 -m mdmlib.tools.bootstrap pytest"
+    assert command in readme and command in ci
+    assert "python3 -m mdmlib.tools.bootstrap run" in readme
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "notebooks").glob("*.ipynb")), ids=lambda p: p.name)
+def test_committed_notebooks_ran_in_order_without_errors(path):
+    nb = json.loads(path.read_text())
+    counts = [c.get("execution_count") for c in nb["cells"] if c["cell_type"] == "code"]
+    assert counts == list(range(1, len(counts) + 1)), "not executed top to bottom in a fresh kernel"
+    for cell in nb["cells"]:
+        for out in cell.get("outputs", []):
+            assert out["output_type"] != "error", f"error output: {out.get('ename')}"
+    sources = "".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    assert "current_scale()" in sources, "every notebook states the scale it ran at"
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "notebooks").glob("*.ipynb")), ids=lambda p: p.name)
+def test_committed_outputs_name_no_path_of_the_machine_they_ran_on(path):
+    nb = json.loads(path.read_text())
+    texts = []
+    for cell in nb["cells"]:
+        for out in cell.get("outputs", []):
+            texts += out.get("text", []) + out.get("data", {}).get("text/plain", [])
+    absolute = re.compile(r"(?:^|[\s'\"(])/[\w.-]+/[\w.-]+")
+    assert not [t for t in texts if absolute.search(t)]
+
+
+def test_scale_switch(monkeypatch):
+    monkeypatch.setenv("MDMLIB_SCALE", "full")
+    assert current_scale() == "full" and by_scale(1, 2, 3) == 2
+    monkeypatch.setenv("MDMLIB_SCALE", "paper")
+    assert by_scale(1, 2) == 2
+    monkeypatch.setenv("MDMLIB_SCALE", "huge")
+    with pytest.raises(ValueError, match="MDMLIB_SCALE"):
+        current_scale()
+
+
+def test_progress_switch(monkeypatch):
+    monkeypatch.setenv("MDMLIB_PROGRESS", "1")
+    with progress(range(3)) as bar:
+        assert not bar.disable and bar.mininterval == REFRESH_SECONDS and list(bar) == [0, 1, 2]
+    with progress(range(3), show=False) as bar:
+        assert bar.disable
+    monkeypatch.setenv("MDMLIB_PROGRESS", "0")
+    with progress(range(3)) as bar:
+        assert bar.disable and list(bar) == [0, 1, 2]
+    monkeypatch.setenv("MDMLIB_PROGRESS", "maybe")
+    with pytest.raises(ValueError, match="MDMLIB_PROGRESS"):
+        progress_enabled()
+
+
+def test_notebook_tests_run_without_progress_bars(monkeypatch):
+    # nbval would lose the kernel's final message under a flood of bar updates (see notebooks/conftest.py)
+    monkeypatch.setattr(os, "environ", {})
+    runpy.run_path(str(ROOT / "notebooks" / "conftest.py"))
+    assert not progress_enabled()
