@@ -5,13 +5,13 @@ import math
 import pytest
 import torch
 
-from mdmlib.stats.significance import metrics
+from mdmlib.stats import metrics
 
 from mdmlib.infra import results
 
-from mdmlib.stats.significance import significance as stats
+from mdmlib.stats import significance as stats
 
-from mdmlib.precision.formats import symbolic
+from mdmlib.precision import symbolic
 from mdmlib.precision.categorical import check_probabilities, exponential_race, gumbel_max, inverse_cdf, truncated_race
 from mdmlib.precision.grid_law import law_on_grid, rand_grid
 from mdmlib.mdm.step import dense_step, sparse_step

@@ -14,6 +14,7 @@ a blank answer. The checkers live in this sub-package, one module per notebook
 (`nb04.py` holds exercise "04.1", ...), registered with `@exercise("04.1")`. A checker
 raises `WrongAnswer` with a message that helps (what was expected, where the answer
 goes wrong) and returns a one-line confirmation when the answer is right.
+May import: every idea package and mdmlib.runs; never mdmlib.tools.
 """
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ from mdmlib.exercises import WrongAnswer, exercise
 def masked_count_weight(answer) -> str:
     """answer(n, L, t_min) -> the weight c_n the continuous-time loss over t in [t_min, 1]
     puts on the term with n masked tokens, linear schedule m(t) = t, w(t) = 1/t."""
-    from mdmlib.models.training import masked_count_weights
+    from mdmlib.mdm.losses import masked_count_weights
 
     if not callable(answer):
         raise WrongAnswer("09.1 expects a function count_weight(n, L, t_min) returning a float")

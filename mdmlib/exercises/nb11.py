@@ -5,7 +5,8 @@ import math
 
 import torch
 
-from mdmlib.audit.core import Probe, audit
+from mdmlib.audit.core import audit
+from mdmlib.audit.probes import Probe
 from mdmlib.precision.grid_law import rand_grid
 from mdmlib.audit.public_lines import _guarded_gumbel
 from mdmlib.exercises import WrongAnswer, exercise

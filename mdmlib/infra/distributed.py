@@ -40,21 +40,20 @@ import os
 from dataclasses import dataclass
 from typing import Any, Callable
 
-import numpy as np
 import torch
 import torch.distributed as dist
 
 from mdmlib.infra.progress import progress as progress_bar
+from mdmlib.infra.seeds import derive_seed
 
 TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
 
 
 def shard_seed(seed: int, index: int) -> int:
-    """A 63-bit seed for shard `index` of a run seeded `seed`: numpy's SeedSequence mixes
-    the pair, so neighbouring shards and neighbouring runs get unrelated streams."""
+    """The seed of shard `index` of a run seeded `seed` (mdmlib.infra.seeds)."""
     if seed < 0 or index < 0:
         raise ValueError(f"seed and shard index must be >= 0, got {seed} and {index}")
-    return int(np.random.SeedSequence([seed, index]).generate_state(1, np.uint64)[0] >> np.uint64(1))
+    return derive_seed("shard", seed, index)
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,12 @@ Estimators of -ELBO, one denoiser call per draw:
   time_estimates          t ~ U(0, 1):   (m'(t) / m(t)) S(x_t)
   masked_count_estimates  n ~ U{1..L}:   (L / n) S(x_n), at a time with m ~ Beta(n, L - n + 1)
 
+`masked_count_terms` is the masked-count draw itself, (S(x_n), n) for a batch of
+sequences, one draw each: masked_count_estimates for one sequence, and the held-out
+bound per token S(x_n) / n of trained networks (mdmlib.runs.trained_networks). Under a
+schedule that stops short of m(1) = 1 it gives the time capped at t = 1 (the bound by
+masked count is still an NLL bound there; it is no longer the continuous-time ELBO).
+
 Their exact means and second moments, for a sequence short enough to list its 2^L
 masks, come from `exact_moments`: under the linear schedule the time estimator's
 second moment is infinite (a single masked token at time t is weighted 1/t and
@@ -28,7 +34,7 @@ appears with probability about L t, so E[X^2] ~ int dt / t), under the cosine
 schedule it is finite (m'(t)^2 / m(t) stays bounded).
 
 Other masked-model objectives are the same sum with other positive weights w_n
-in place of 1 (`count_weights`, `count_weights_of_time_weighting`).
+in place of 1 (`count_weights` for the WEIGHTINGS, `count_weights_of_time_weighting`).
 """
 from __future__ import annotations
 
@@ -39,9 +45,10 @@ import torch
 from scipy import integrate
 from scipy import stats as sps
 
-from mdmlib.mdm.schedules import mask_probability, mask_rate, mask_time
+from mdmlib.mdm.schedules import mask_probability, mask_rate, mask_time, time_of_mask_probability
 
-OBJECTIVES = ("elbo", "maskgit", "mlm")
+WEIGHTINGS = ("elbo", "maskgit", "mlm")  # of the masked counts (count_weights)
+COUNT_DRAWS = ("shared", "separate")  # masked_count_draw's orders of the random draws
 MLM_MASK_RATE = 0.15  # BERT's
 
 
@@ -54,30 +61,37 @@ def _check_masks_everything(schedule: str) -> None:
         raise ValueError(f"the masked-count form needs a schedule with m(1) = 1; {schedule!r} stops below (see the module docstring)")
 
 
-def _check_sequence(x0: torch.Tensor, mask_id: int) -> torch.Tensor:
-    if x0.dim() != 1 or x0.numel() == 0:
-        raise ValueError(f"x0 must be one sequence of shape (L,), got {tuple(x0.shape)}")
+def _check_clean(x0: torch.Tensor, mask_id: int) -> torch.Tensor:
     if ((x0 < 0) | (x0 >= mask_id)).any():
         raise ValueError(f"x0 must hold clean tokens in [0, {mask_id})")
     return x0.to(torch.int64)
 
 
+def _check_sequence(x0: torch.Tensor, mask_id: int) -> torch.Tensor:
+    if x0.dim() != 1 or x0.numel() == 0:
+        raise ValueError(f"x0 must be one sequence of shape (L,), got {tuple(x0.shape)}")
+    return _check_clean(x0, mask_id)
+
+
 def masked_nll(denoiser, x0: torch.Tensor, xt: torch.Tensor, t: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
     """S(x_t) for each row of xt (R, L): the sum over its masked positions of
-    -log mu^l(x_t, t)[x_0^l], float64. x0 is one sequence (L,); t (R,) the times."""
-    x0 = _check_sequence(x0, denoiser.mask_id)
-    if xt.dim() != 2 or xt.shape[1] != x0.numel() or t.shape != (xt.shape[0],):
-        raise ValueError(f"xt must be (R, {x0.numel()}) and t (R,), got {tuple(xt.shape)} and {tuple(t.shape)}")
+    -log mu^l(x_t, t)[x_0^l], float64, added up in position order. x0 is one sequence
+    (L,) or one per row (R, L); t (R,) the times."""
+    x0 = _check_clean(x0, denoiser.mask_id)
+    if xt.dim() != 2 or x0.shape not in ((xt.shape[1],), xt.shape) or x0.numel() == 0 or t.shape != (xt.shape[0],):
+        raise ValueError(f"xt must be (R, L), x0 (L,) or (R, L) and t (R,), got {tuple(xt.shape)}, {tuple(x0.shape)} and {tuple(t.shape)}")
+    x0 = x0.expand_as(xt)
     out = torch.zeros(xt.shape[0], dtype=torch.float64)
     at_positions = getattr(denoiser, "outputs_at", None)  # a time-agnostic denoiser, asked for masked positions only
     for start in range(0, xt.shape[0], chunk):
         x = xt[start : start + chunk]
         masked = x == denoiser.mask_id
         rows, cols = torch.nonzero(masked, as_tuple=True)
+        target = x0[start : start + chunk][rows, cols]
         if at_positions is not None:
-            p = at_positions(x, rows, cols).gather(1, x0[cols, None]).squeeze(1)
+            p = at_positions(x, rows, cols).gather(1, target[:, None]).squeeze(1)
         else:
-            p = denoiser(x, t[start : start + chunk])[rows, cols, x0[cols]]
+            p = denoiser(x, t[start : start + chunk])[rows, cols, target]
         p = p.to(torch.float64)
         if (p <= 0).any():
             raise ValueError("the denoiser gives probability zero to a data token: the loss is infinite")
@@ -96,22 +110,68 @@ def time_estimates(denoiser, x0: torch.Tensor, draws: int, generator: torch.Gene
     return torch.where(masked.any(1), mask_rate(schedule, t) / m * s, 0.0)  # nothing masked: the sum is empty
 
 
+def uniform_subsets(n: torch.Tensor, length: int, generator: torch.Generator) -> torch.Tensor:
+    """(B, length) bool: for each row, n[row] positions chosen uniformly without replacement."""
+    rank = torch.argsort(torch.rand(n.shape[0], length, generator=generator), dim=1).argsort(dim=1)
+    return rank < n[:, None]
+
+
+def _beta(a: torch.Tensor, b: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Beta(a, b) draws for whole a, b >= 1 from a seeded generator: the a-th smallest
+    of a + b - 1 uniforms."""
+    width = int((a + b - 1).max())
+    u = torch.rand(a.shape[0], width, generator=generator, dtype=torch.float64)
+    u = torch.where(torch.arange(width) < (a + b - 1)[:, None], u, torch.inf)
+    return u.sort(dim=1).values.gather(1, (a - 1)[:, None]).squeeze(1)
+
+
+def masked_count_draw(rows: int, length: int, generator: torch.Generator, draw: str = "shared") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One draw per row of the masked-count estimator: n ~ U{1..L}, the n masked positions
+    (uniformly chosen: (rows, L) bool) and m ~ Beta(n, L - n + 1), the mask probability of
+    the time the denoiser is called at, independent of which positions are masked. Two
+    orders of the random draws with the same law (each notebook's numbers are its own):
+      "shared"    L float64 uniforms, then n: the n smallest uniforms are masked and m is
+                  the n-th smallest (exchangeability; notebook 07's draw);
+      "separate"  n; then 1 - m ~ Beta(L - n + 1, n), from L uniforms of its own; then the
+                  masked positions, from the ranks of L more (float32) uniforms
+                  (notebook 09's draw)."""
+    if draw not in COUNT_DRAWS:
+        raise ValueError(f"unknown draw {draw!r}: expected one of {COUNT_DRAWS}")
+    if draw == "separate":
+        n = torch.randint(1, length + 1, (rows,), generator=generator)
+        m = 1 - _beta(length - n + 1, n, generator)
+        return n, m, uniform_subsets(n, length, generator)
+    u = torch.rand(rows, length, generator=generator, dtype=torch.float64)
+    n = torch.randint(1, length + 1, (rows,), generator=generator)
+    sorted_u, order = torch.sort(u, dim=1)
+    rank = torch.empty_like(order).scatter_(1, order, torch.arange(length).expand(rows, -1))
+    return n, sorted_u[torch.arange(rows), n - 1], rank < n[:, None]
+
+
+def masked_count_terms(denoiser, x0: torch.Tensor, generator: torch.Generator, *, schedule: str = "linear", draw: str = "shared") -> tuple[torch.Tensor, torch.Tensor]:
+    """(S(x_n), n) for each row of x0 (B, L), one masked-count draw each (`masked_count_draw`):
+    S float64, the NLL summed over the n masked positions, the denoiser called at the time
+    t with m(t) = m (capped at t = 1 where m is beyond the schedule's m(1)). The same
+    generator state gives the same n, masks and times to every denoiser, so the values of
+    two denoisers are paired. -ELBO(x0) is estimated by L S / n, the bound per token by S / n."""
+    if x0.dim() != 2:
+        raise ValueError(f"x0 must have shape (batch, length), got {tuple(x0.shape)}")
+    n, m, masked = masked_count_draw(x0.shape[0], x0.shape[1], generator, draw)
+    t = time_of_mask_probability(schedule, m)
+    xt = torch.where(masked, denoiser.mask_id, x0)
+    return masked_nll(denoiser, x0, xt, t), n
+
+
 def masked_count_estimates(denoiser, x0: torch.Tensor, draws: int, generator: torch.Generator, schedule: str = "linear") -> torch.Tensor:
     """(draws,) independent estimates of -ELBO(x0) by Monte Carlo over the number of
-    masked tokens. Each position gets a uniform u; the n smallest are masked, and
-    m = the n-th smallest u ~ Beta(n, L - n + 1), independent of which positions
-    those are (exchangeability), so t = m^{-1}(that value) is the ELBO's time."""
+    masked tokens, (L / n) S(x_n) (`masked_count_terms`, "shared" draws: each position
+    gets a uniform u; the n smallest are masked, and m = the n-th smallest u ~
+    Beta(n, L - n + 1), independent of which positions those are (exchangeability), so
+    t = m^{-1}(that value) is the ELBO's time)."""
     _check_masks_everything(schedule)
     x0 = _check_sequence(x0, denoiser.mask_id)
-    L = x0.numel()
-    u = torch.rand(draws, L, generator=generator, dtype=torch.float64)
-    n = torch.randint(1, L + 1, (draws,), generator=generator)
-    sorted_u, order = torch.sort(u, dim=1)
-    rank = torch.empty_like(order).scatter_(1, order, torch.arange(L).expand(draws, -1))
-    masked = rank < n[:, None]
-    t = mask_time(schedule, sorted_u[torch.arange(draws), n - 1])
-    xt = torch.where(masked, denoiser.mask_id, x0)
-    return L / n.to(torch.float64) * masked_nll(denoiser, x0, xt, t)
+    s, n = masked_count_terms(denoiser, x0.expand(draws, -1), generator, schedule=schedule, draw="shared")
+    return x0.numel() / n.to(torch.float64) * s
 
 
 MAX_EXACT_LENGTH = 20  # 2^20 masks
@@ -185,7 +245,7 @@ def masking_times(batch: int, length: int, generator: torch.Generator, schedule:
     times = torch.empty(batch, length, dtype=torch.float64)
     for k in range(length):
         clean = clean * torch.rand(batch, generator=generator, dtype=torch.float64) ** (1.0 / (length - k))
-        times[:, k] = mask_time(schedule, (1.0 - clean).clamp(max=_top(schedule)))
+        times[:, k] = time_of_mask_probability(schedule, 1.0 - clean)
     return times
 
 
@@ -203,7 +263,7 @@ def elbo_count_weights(length: int, schedule: str = "linear") -> tuple[torch.Ten
     return torch.tensor(values, dtype=torch.float64), torch.tensor(errors, dtype=torch.float64)
 
 
-def count_weights(objective: str, length: int) -> torch.Tensor:
+def count_weights(weighting: str, length: int) -> torch.Tensor:
     """(L,) weights w_n (n = 1..L) such that the objective's expected value is
     sum_n w_n E_{x_n}[S(x_n) / n]:
       "elbo"     1 for every n (its value is -ELBO);
@@ -211,14 +271,14 @@ def count_weights(objective: str, length: int) -> torch.Tensor:
                  averaged over the masked tokens: w_n = P(n);
       "mlm"      BERT: each token masked with probability 0.15, loss averaged over the
                  masked tokens: w_n = Binomial(n; L, 0.15)."""
-    if objective not in OBJECTIVES:
-        raise ValueError(f"unknown objective {objective!r}: expected one of {OBJECTIVES}")
+    if weighting not in WEIGHTINGS:
+        raise ValueError(f"unknown weighting {weighting!r}: expected one of {WEIGHTINGS}")
     if length < 1:
         raise ValueError(f"length must be positive, got {length}")
     n = torch.arange(1, length + 1, dtype=torch.float64)
-    if objective == "elbo":
+    if weighting == "elbo":
         return torch.ones(length, dtype=torch.float64)
-    if objective == "maskgit":  # P((n-1)/L < cos(pi u / 2) <= n/L)
+    if weighting == "maskgit":  # P((n-1)/L < cos(pi u / 2) <= n/L)
         return (2 / math.pi) * (torch.acos((n - 1) / length) - torch.acos(n / length))
     return torch.tensor(sps.binom.pmf(n.numpy(), length, MLM_MASK_RATE), dtype=torch.float64)
 

@@ -74,6 +74,13 @@ def mask_time(schedule: str, m) -> torch.Tensor:
     return INVERSES[schedule](m).clamp(0.0, 1.0)
 
 
+def time_of_mask_probability(schedule: str, m) -> torch.Tensor:
+    """The t with m(t) = m, capped at t = 1 where m is beyond the schedule's m(1)
+    (MDLM's log-linear schedule stops at 1 - eps), float64."""
+    top = float(mask_probability(schedule, torch.tensor(1.0)))
+    return mask_time(schedule, torch.as_tensor(m, dtype=torch.float64).clamp(max=top))
+
+
 def mask_rate(schedule: str, t) -> torch.Tensor:
     """m'(t), the rate at which tokens are masked (float64)."""
     _known(schedule)

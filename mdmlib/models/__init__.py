@@ -8,7 +8,10 @@
                     load_lightning_checkpoint (EMA weights, no pickled code run), the error types
   device            resolve_device ("cpu", "cuda", "auto"), DeviceUnavailableError
 
-The published layout and forward pass these follow are in PAPER.md section 6.
+The published layout and forward pass these follow are in PAPER.md section 6. Training
+(the loop, cached trained networks) and loading a generator for the paper-scale run live
+here too. May import: mdmlib.infra, mdmlib.precision, mdmlib.stats, mdmlib.mdm,
+mdmlib.language.
 Typical use:
 
     net = build_network(DiTConfig(vocab_size=V + 1, hidden_dim=128, n_heads=4, n_blocks=4, cond_dim=64, model_length=L))

@@ -37,6 +37,7 @@ import safetensors.torch
 import torch
 from safetensors import SafetensorError
 
+from mdmlib.infra.provenance import provenance
 from mdmlib.infra.results import write_atomically
 from mdmlib.models.config import DiTConfig
 from mdmlib.models.device import resolve_device
@@ -263,8 +264,13 @@ def _network_from(config: DiTConfig, state: dict, source: str, outside: list[str
 
 
 # --- the folder layout ---------------------------------------------------------------------------
+PROVENANCE_NAME = "provenance.json"
+
+
 def save_pretrained(network: torch.nn.Module, folder) -> Path:
-    """Write config.json and model.safetensors (float32) into `folder`; each file whole or not at all."""
+    """Write config.json and model.safetensors (float32) into `folder`, and provenance.json (the
+    project's provenance record, mdmlib.infra.provenance; the loaders do not read it); each file
+    whole or not at all."""
     folder = Path(folder)
     config = network.config
     prefix = PREFIX[config.kind]
@@ -272,6 +278,8 @@ def save_pretrained(network: torch.nn.Module, folder) -> Path:
     write_atomically(folder / WEIGHTS_NAME, lambda tmp: safetensors.torch.save_file(state, tmp, metadata={"format": "pt"}))
     text = json.dumps(config_to_json(config), indent=2, sort_keys=True) + "\n"
     write_atomically(folder / CONFIG_NAME, lambda tmp: Path(tmp).write_text(text))
+    record = json.dumps(provenance(next(network.parameters()).device), indent=2, sort_keys=True) + "\n"
+    write_atomically(folder / PROVENANCE_NAME, lambda tmp: Path(tmp).write_text(record))
     return folder
 
 
@@ -288,7 +296,7 @@ def _fetch_by_hand(repo_id: str, reason: str) -> str:
     )
 
 
-def _folder(source) -> Path:
+def checkpoint_folder(source) -> Path:
     """A local folder as it is; a hub id 'owner/name' downloaded when huggingface_hub can."""
     path = Path(source).expanduser()
     if path.is_dir():
@@ -300,7 +308,7 @@ def _folder(source) -> Path:
     try:
         import huggingface_hub
     except ImportError:
-        raise CheckpointNotFoundError(_fetch_by_hand(str(source), "the optional package huggingface_hub is not installed (pip install huggingface_hub, or the project's extra: pip install -e '.[hub]')")) from None
+        raise CheckpointNotFoundError(_fetch_by_hand(str(source), "the optional package huggingface_hub is not installed (pip install huggingface_hub, or the project's extra: pip install -e '.[paper]')")) from None
     try:
         return Path(huggingface_hub.snapshot_download(repo_id=str(source), allow_patterns=[CONFIG_NAME, WEIGHTS_NAME, TORCH_WEIGHTS_NAME]))
     except Exception as e:  # no network, unknown repository, ...: the by-hand route always works
@@ -311,7 +319,7 @@ def load_pretrained(source, device="cpu"):
     """The network in a folder (local path, or hub id with huggingface_hub installed),
     loaded strictly, in eval mode, on `device` ("cpu", "cuda", "auto")."""
     device = resolve_device(device)
-    folder = _folder(source)
+    folder = checkpoint_folder(source)
     if not (folder / CONFIG_NAME).is_file():
         raise CheckpointNotFoundError(f"{folder} has no {CONFIG_NAME}")
     config = config_from_json(_read_json(folder / CONFIG_NAME), str(folder / CONFIG_NAME))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import time
-import zlib
 from dataclasses import asdict, dataclass
 
 import torch
@@ -20,6 +19,7 @@ from mdmlib.precision.grid_law import law_on_grid
 from mdmlib.mdm.step import step_categories
 from mdmlib.stats.metrics import sentence_entropy
 from mdmlib.infra.results import cached
+from mdmlib.infra.seeds import derive_seed
 from mdmlib.mdm.samplers import ancestral_sample, ar_sample, exact_sample
 from mdmlib.infra.scale import by_scale
 from mdmlib.language.synthetic import ExactDenoiser, LanguageSpec, MarkovLanguage
@@ -57,10 +57,6 @@ def _params(setup: Setup, **kw) -> dict:
     return {"setup": asdict(setup), **kw}
 
 
-def _seed(*parts) -> int:
-    return zlib.crc32("-".join(map(str, parts)).encode())
-
-
 def _per_sequence(language: MarkovLanguage, x: torch.Tensor) -> dict:
     return {"nll": language.nll_per_token(x), "entropy": sentence_entropy(x)}
 
@@ -71,7 +67,7 @@ def data_reference(setup: Setup) -> dict:
 
     def compute():
         language = MarkovLanguage(setup.language)
-        x = language.sample(setup.data_samples, setup.length, torch.Generator().manual_seed(_seed("data")))
+        x = language.sample(setup.data_samples, setup.length, torch.Generator().manualderive_seed(derive_seed("data")))
         return {"entropy_rate": language.entropy_rate(setup.length), **_per_sequence(language, x)}
 
     return cached("data", _params(setup), compute)
@@ -85,7 +81,7 @@ def run_mdm(setup: Setup, steps: int, sampler: str, progress: bool = True) -> di
     def compute():
         language = MarkovLanguage(setup.language)
         denoiser = ExactDenoiser(language)
-        generator = torch.Generator().manual_seed(_seed("mdm", sampler, steps))
+        generator = torch.Generator().manualderive_seed(derive_seed("mdm", sampler, steps))
         start = time.perf_counter()
         if sampler == "exact":
             out = exact_sample(denoiser, setup.batch, setup.length, steps, generator, progress=progress)
@@ -101,7 +97,7 @@ def run_ar(setup: Setup, temperature: float) -> dict:
 
     def compute():
         language = MarkovLanguage(setup.language)
-        x = ar_sample(language, setup.batch, setup.length, temperature, torch.Generator().manual_seed(_seed("ar", temperature)))
+        x = ar_sample(language, setup.batch, setup.length, temperature, torch.Generator().manualderive_seed(derive_seed("ar", temperature)))
         return _per_sequence(language, x)
 
     return cached("ar", _params(setup, temperature=temperature), compute)

@@ -5,15 +5,14 @@ they depend on: the code of notebooks 05-06's runs plus this part's modules.
 """
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import asdict
-from pathlib import Path
 
 import torch
 
 from mdmlib.runs.sampler_timing import categorical_seconds_per_number, network_seconds_per_sequence, timed_sample
-from mdmlib.runs.precision import Setup, _per_sequence, _seed
+from mdmlib.infra.seeds import derive_seed
+from mdmlib.runs.precision import Setup, _per_sequence
 from mdmlib.mdm.objectives import masked_count_estimates, time_estimates
 from mdmlib.infra.results import cached
 from mdmlib.mdm.samplers import first_hitting_sample
@@ -33,10 +32,10 @@ def elbo_estimates(spec: LanguageSpec, length: int, sequences: int, draws: int) 
     def compute():
         language = MarkovLanguage(spec)
         denoiser = ExactDenoiser(language, torch.float64)
-        x0 = language.sample(sequences, length, torch.Generator().manual_seed(_seed("elbo", "data")))
+        x0 = language.sample(sequences, length, torch.Generator().manual_seed(derive_seed("elbo", "data")))
         out = {"tokens": x0, "log_p": language.log_likelihood(x0)}
         for name in ESTIMATORS:
-            g = torch.Generator().manual_seed(_seed("elbo", name))
+            g = torch.Generator().manual_seed(derive_seed("elbo", name))
             if name == "masked_count":
                 est = [masked_count_estimates(denoiser, x, draws, g) for x in x0]
             else:
@@ -53,7 +52,7 @@ def fhs_run(setup: Setup, precision: str, batch: int) -> dict:
 
     def compute():
         language = MarkovLanguage(setup.language)
-        generator = torch.Generator().manual_seed(_seed("fhs", precision, batch))
+        generator = torch.Generator().manual_seed(derive_seed("fhs", precision, batch))
         start = time.perf_counter()
         out = first_hitting_sample(ExactDenoiser(language), batch, setup.length, precision, generator)
         return {**_per_sequence(language, out.tokens), "nfe": out.nfe, "seconds": time.perf_counter() - start}
@@ -66,7 +65,7 @@ def timed_run(spec: LanguageSpec, sampler: str, batch: int, length: int, steps: 
     seeded by the run's parameters only, so the two caching modes sample alike."""
 
     def compute():
-        generator = torch.Generator().manual_seed(_seed("timed", sampler, batch, length, steps))
+        generator = torch.Generator().manual_seed(derive_seed("timed", sampler, batch, length, steps))
         return timed_sample(MarkovLanguage(spec), sampler, batch, length, generator, steps=steps, caching=caching)
 
     return cached("timed", _params(language=spec, sampler=sampler, batch=batch, length=length, steps=steps, caching=caching), compute)
@@ -80,7 +79,7 @@ def cost_constants(spec: LanguageSpec, batch: int, length: int) -> dict:
 
     def compute():
         language = MarkovLanguage(spec)
-        g = torch.Generator().manual_seed(_seed("t_cat"))
+        g = torch.Generator().manual_seed(derive_seed("t_cat"))
         return {"t_net": network_seconds_per_sequence(language, batch, length), "t_cat": categorical_seconds_per_number(spec.vocab_size, 512, torch.float64, g)}
 
     return cached("cost", _params(language=spec, batch=batch, length=length), compute)

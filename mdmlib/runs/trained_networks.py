@@ -1,13 +1,14 @@
-"""Trained networks against the exact language: the measurements of notebook 09.
+"""Trained networks against the exact language: the measurements and figures of notebook 09.
 
 masked_count_bound   the held-out NLL bound of a masked model, Prop. 3.1's ELBO by
-                     masked count, estimated per sequence
+                     masked count, estimated per sequence (mdmlib.mdm.objectives.masked_count_terms)
 masked_kl            KL(exact conditional || a denoiser) at masked positions
 ar_judge             the trained AR network as a learned judge (nll_per_token, as the language has)
 heldout_bounds, exact_bound, kl_by_ratio, time_dependence, sample_with, sample_all, data_judged
                      the notebook's runs, cached on disk by the checkpoints they use
                      (whose keys carry the training setup and code) and a fingerprint of
                      the code they run; sample_all runs samplers in parallel processes
+plot_loss_curves     the training losses of the networks
 
 Samplers of `sample_with`: MDLM's ancestral sampler in "float32", "float64" and
 "float64+trunc" arithmetic (mdmlib.mdm.step), and "fhs", the first-hitting sampler
@@ -17,7 +18,8 @@ The bound (Prop. 3.1, per token): with n of the L positions masked uniformly at 
     NELBO / L = (1/L) sum_{n=1}^{L} E[(1/n) S_n] = E_{n ~ U{1..L}} [S_n / n],
     S_n = sum over masked positions l of -log mu_theta(x_n)_l[x_0,l],
 so one draw of n and of the masked set per held-out sequence gives an unbiased
-estimate, S_n / n, whose mean over sequences has a standard error from their spread.
+estimate, S_n / n, whose mean over sequences has a standard error from their spread
+(the draw is masked_count_terms' "separate" one).
 A time-conditioned network is averaged over its time: given n masked tokens the clean
 fraction alpha is Beta(L - n + 1, n) (the law of alpha_t given n under the ELBO's
 weight; one draw per sequence), and the network is given the t with m(t) = 1 - alpha,
@@ -35,37 +37,19 @@ import torch
 
 from mdmlib.stats.metrics import sentence_entropy
 from mdmlib.models import AutoregressiveModel, SubsDenoiser
-from mdmlib.infra.progress import progress as progress_bar
-from mdmlib.infra.results import cached, is_cached
+from mdmlib.infra.pool import check_workers, fill_in_workers
+from mdmlib.infra.results import cached, is_cached, save_figure
+from mdmlib.mdm.losses import MASKED_OBJECTIVES
+from mdmlib.mdm.objectives import masked_count_terms, uniform_subsets
 from mdmlib.mdm.samplers import ancestral_sample, first_hitting_sample
-from mdmlib.mdm.schedules import mask_probability, mask_time
+from mdmlib.mdm.schedules import time_of_mask_probability
 from mdmlib.language.synthetic import ExactDenoiser, MarkovLanguage
-from mdmlib.models.training import MASKED_OBJECTIVES, Trained, TrainSetup, train
+from mdmlib.models.trained import Trained, train
+from mdmlib.models.training import TrainSetup
 
 SAMPLERS = ("float32", "float64", "float64+trunc", "fhs")
 FHS_PRECISION = "float32"  # of the first-hitting sampler's token draw
 HELDOUT_SEED = 1_000  # held-out samples never come from the training stream (seeds seed .. seed + 3)
-
-
-def _uniform_subsets(n: torch.Tensor, length: int, generator: torch.Generator) -> torch.Tensor:
-    """(B, length) bool: for each row, n[row] positions chosen uniformly without replacement."""
-    rank = torch.argsort(torch.rand(n.shape[0], length, generator=generator), dim=1).argsort(dim=1)
-    return rank < n[:, None]
-
-
-def _beta(a: torch.Tensor, b: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Beta(a, b) draws for whole a, b >= 1 from a seeded generator: the a-th smallest
-    of a + b - 1 uniforms."""
-    width = int((a + b - 1).max())
-    u = torch.rand(a.shape[0], width, generator=generator, dtype=torch.float64)
-    u = torch.where(torch.arange(width) < (a + b - 1)[:, None], u, torch.inf)
-    return u.sort(dim=1).values.gather(1, (a - 1)[:, None]).squeeze(1)
-
-
-def time_of_mask_probability(schedule: str, m: torch.Tensor) -> torch.Tensor:
-    """The t with m(t) = m, capped at t = 1 where m is beyond the schedule's m(1)."""
-    top = float(mask_probability(schedule, torch.tensor(1.0)))
-    return mask_time(schedule, torch.as_tensor(m, dtype=torch.float64).clamp(max=top))
 
 
 def masked_count_bound(denoiser, x0: torch.Tensor, generator: torch.Generator, *, schedule: str = "loglinear") -> torch.Tensor:
@@ -73,15 +57,8 @@ def masked_count_bound(denoiser, x0: torch.Tensor, generator: torch.Generator, *
     (module docstring), for x0 (B, L) clean held-out sequences; `denoiser(x, t)` in the
     samplers' interface (probabilities over the V tokens). The same generator state gives
     the same n, masks and times to every denoiser, so bounds of two denoisers are paired."""
-    if x0.dim() != 2:
-        raise ValueError(f"x0 must have shape (batch, length), got {tuple(x0.shape)}")
-    B, L = x0.shape
-    n = torch.randint(1, L + 1, (B,), generator=generator)
-    t = time_of_mask_probability(schedule, 1 - _beta(L - n + 1, n, generator))
-    masked = _uniform_subsets(n, L, generator)
-    x = torch.where(masked, denoiser.mask_id, x0)
-    p = denoiser(x, t).gather(-1, x0[..., None]).squeeze(-1).double()
-    return torch.where(masked, -torch.log(p), 0.0).sum(1) / n
+    s, n = masked_count_terms(denoiser, x0, generator, schedule=schedule, draw="separate")
+    return s / n
 
 
 def masked_kl(reference, denoiser, x: torch.Tensor, t, *, reference_t=None) -> torch.Tensor:
@@ -157,7 +134,7 @@ def kl_by_ratio(setup: TrainSetup, trained: dict[str, Trained], ratios: list[flo
         out = {}
         for r in ratios:
             n = max(1, round(r * setup.length))
-            masked = _uniform_subsets(torch.full((batch,), n), setup.length, generator)
+            masked = uniform_subsets(torch.full((batch,), n), setup.length, generator)
             x = torch.where(masked, exact.mask_id, x0)
             t = time_of_mask_probability(setup.schedule, torch.tensor(n / setup.length))
             out[str(r)] = {name: masked_kl(exact, d, x, t) for name, d in denoisers.items()}
@@ -182,7 +159,7 @@ def time_dependence(setup: TrainSetup, trained: dict[str, Trained], batch: int, 
         generator = torch.Generator().manual_seed(setup.seed + HELDOUT_SEED + 3)
         L = setup.length
         n = torch.randint(1, L + 1, (batch,), generator=generator)
-        x = torch.where(_uniform_subsets(n, L, generator), exact.mask_id, x0)
+        x = torch.where(uniform_subsets(n, L, generator), exact.mask_id, x0)
         # quantiles of 1 - alpha ~ Beta(n, L - n + 1): the mask probability at the sequence's time
         t_at = {q: time_of_mask_probability(setup.schedule, torch.as_tensor(sps.beta.ppf(q, n.numpy(), (L - n + 1).numpy()))) for q in (*quantiles, 0.5)}
         lo, hi, mid = t_at[quantiles[0]], t_at[quantiles[1]], t_at[0.5]
@@ -247,8 +224,7 @@ def sample_with(setup: TrainSetup, trained: dict[str, Trained], sampler: str, st
     return cached("09-samples", _sampling_key(setup, trained, sampler, steps, batch, denoiser), compute)
 
 
-def _sample_in_worker(setup: TrainSetup, sampler: str, steps: int, batch: int, denoiser: str, threads: int) -> str:
-    torch.set_num_threads(threads)  # the parent's: part of the cache keys
+def _sample_in_worker(setup: TrainSetup, sampler: str, steps: int, batch: int, denoiser: str) -> str:
     trained = {k: train(setup, k, device="cpu", progress=False) for k in (denoiser, "ar")}  # from the cache
     sample_with(setup, trained, sampler, steps, batch, denoiser=denoiser, progress=False)
     return sampler
@@ -261,18 +237,11 @@ def sample_all(setup: TrainSetup, trained: dict[str, Trained], runs: dict[str, t
     so the results are those `sample_with` gives here)."""
     for sampler in runs:
         _check_sampling(trained, sampler, denoiser)
-    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
-        raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    check_workers(workers)
     missing = [s for s, (steps, batch) in runs.items() if not is_cached("09-samples", _sampling_key(setup, trained, s, steps, batch, denoiser), code=__name__)]
     on_cpu = all(next(trained[k].network.parameters()).device.type == "cpu" for k in (denoiser, "ar"))
-    if workers > 1 and len(missing) > 1 and on_cpu:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-
-        with ProcessPoolExecutor(max_workers=min(workers, len(missing)), mp_context=multiprocessing.get_context("spawn")) as pool:
-            jobs = [pool.submit(_sample_in_worker, setup, s, *runs[s], denoiser, torch.get_num_threads()) for s in missing]
-            for job in progress_bar(as_completed(jobs), total=len(jobs), desc=f"sampling, {workers} at a time", show=progress):
-                job.result()
+    tasks = [(setup, s, *runs[s], denoiser) for s in missing] if on_cpu else []
+    fill_in_workers(_sample_in_worker, tasks, workers=workers, desc="sampling", progress=progress)  # threads: the parent's, part of the cache keys
     return {s: sample_with(setup, trained, s, steps, batch, denoiser=denoiser, progress=progress) for s, (steps, batch) in runs.items()}
 
 
@@ -284,3 +253,24 @@ def data_judged(setup: TrainSetup, trained: dict[str, Trained], batch: int) -> d
         return {"nll": MarkovLanguage(setup.language).nll_per_token(x), "nll_ar": ar_judge(trained["ar"]).nll_per_token(x), "entropy": sentence_entropy(x)}
 
     return cached("09-data", _key(setup, {"ar": trained["ar"]}, batch=batch), compute)
+
+
+def plot_loss_curves(trained: dict, entropy_rate: float, name: str, window: int = 50):
+    """The training loss of each run (a moving average over `window` steps) against the
+    step, with the entropy rate, the floor of an NLL or bound per token; saved as figures/<name>.png."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for label, run in trained.items():
+        losses = torch.tensor(run.losses, dtype=torch.float64)
+        w = min(window, len(losses))
+        smooth = losses.unfold(0, w, 1).mean(1)
+        ax.plot(torch.arange(w, len(losses) + 1), smooth, label=label)
+    ax.axhline(entropy_rate, color="black", ls=":", label="entropy rate (exact)")
+    ax.set_xlabel("training step")
+    ax.set_ylabel(f"training loss (moving average of {window} steps)")
+    ax.set_title("training losses (MDM, AR: nats per token; MaskGIT: per masked token)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, name)
+    return fig

@@ -5,12 +5,16 @@ sentence_entropy   the paper's diversity measure: per sequence, the entropy (nat
 gen_ppl            exp of the mean per-token NLL under an evaluator; here the evaluator
                    is the synthetic language itself, so the NLL is exact
 Standard errors come from the spread across sequences (sequences are independent).
+The effective temperature of a sampler is the T at which softmax(log mu / T) has the
+entropy of its draws (`temperature_with_entropy`) or their mean log mu
+(`temperature_of_mean`, the maximum-likelihood temperature).
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from mdmlib.precision.categorical import check_probabilities
@@ -100,3 +104,26 @@ def temperature_with_entropy(mu: torch.Tensor, entropy: float, lo: float = 1e-3,
         mid = 0.5 * (lo + hi)
         lo, hi = (mid, hi) if entropy_at(mid) < entropy else (lo, mid)
     return 0.5 * (lo + hi)
+
+
+def mean_log_mu(log_mu, T: float) -> float:
+    """E[log mu] under softmax(log mu / T); in numpy, as it runs many times on one vector."""
+    x = np.asarray(log_mu, dtype=np.float64)
+    w = np.exp((x - x.max()) / T)
+    return float((w * x).sum() / w.sum())
+
+
+def temperature_of_mean(log_mu: torch.Tensor, mean: float) -> float:
+    """T at which softmax(log mu / T) has E[log mu] = mean (the maximum-likelihood
+    temperature of draws with that mean); E[log mu] falls as T rises."""
+    lo, hi = math.log(1e-3), math.log(1e3)
+    if mean >= float(log_mu.max()) - 1e-12:
+        return 0.0  # only the likeliest tokens: the limit T -> 0
+    if mean >= mean_log_mu(log_mu, math.exp(lo)):
+        return math.exp(lo)
+    if mean <= mean_log_mu(log_mu, math.exp(hi)):
+        return math.exp(hi)
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if mean_log_mu(log_mu, math.exp(mid)) > mean else (lo, mid)
+    return math.exp(0.5 * (lo + hi))

@@ -166,7 +166,8 @@ def bench_train(steps: int = 20, thread_counts: tuple = (1, 2)) -> None:
     AdamW update; building the network, evaluation and writing checkpoints are excluded.
     On a shared machine the wall time also counts waiting for cores, and a second thread
     that waits spins, which shows as CPU time."""
-    from mdmlib.models.training import OBJECTIVES, SETUPS, TrainingRun
+    from mdmlib.mdm.losses import OBJECTIVES
+    from mdmlib.models.training import SETUPS, TrainingRun
 
     setup = SETUPS["quick"]
     tokens = setup.batch_size * setup.length
@@ -192,7 +193,8 @@ def bench_train(steps: int = 20, thread_counts: tuple = (1, 2)) -> None:
 BENCHMARKS = {"truncation": bench_truncation, "mdm_step": bench_mdm_step, "denoiser": bench_denoiser, "models": bench_models, "train": bench_train}
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     names = argv or list(BENCHMARKS)
     unknown = [n for n in names if n not in BENCHMARKS]
     if unknown:

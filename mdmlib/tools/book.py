@@ -1,13 +1,18 @@
 """The reading version of the notebooks: `python -m mdmlib.tools.book [--out DIR]`.
 
-Sphinx with myst-nb renders the committed notebooks with their outputs (nothing
-is executed again), in the order of the paper's ideas (`PARTS`), with math set
-by a local copy of MathJax (sphinx-mathjax-offline), so the pages need no
-network. The Sphinx source folder is put together in a temporary folder: a
-generated conf.py and index page, the notebooks, and the claims summary of the
-last run (figures/claims.md) where there is one. The HTML goes to build/book/
-(open build/book/index.html). A notebook that no part lists is an error, so a new
-notebook cannot be left out of the book by accident.
+The book is declared in the project's book/ folder: conf.py (Sphinx's settings) and
+index.md, whose toctrees list the parts of the paper and their notebooks in reading
+order. Sphinx with myst-nb renders the committed notebooks with their outputs (nothing
+is executed again), with math set by a local copy of MathJax (sphinx-mathjax-offline),
+so the pages need no network. The Sphinx source is put together in a temporary folder:
+book/, the notebooks without their progress bars, and the claims summary of the last
+run (figures/claims.md) where there is one. The HTML goes to build/book/ (open
+build/book/index.html). A notebook that no part lists, or a part's entry with no
+notebook, is an error.
+
+The output folder is replaced only if this tool made it (it leaves a marker file in
+it): `--out` on the project's root, on `.`, on a folder above the project or on a
+non-empty folder of anything else is refused before any work starts.
 """
 from __future__ import annotations
 
@@ -20,55 +25,50 @@ import tempfile
 from pathlib import Path
 
 from mdmlib.infra.paths import require_project_root
-
 from mdmlib.infra.results import figures_dir
 
 ROOT = require_project_root("mdmlib.tools.book")
 NOTEBOOKS = ROOT / "notebooks"
+BOOK = ROOT / "book"  # conf.py, index.md (the parts), favicon.svg
 DEFAULT_OUT = ROOT / "build" / "book"
-
-PARTS = (
-    ("Part I: sampling precision", ("01", "02", "03", "04", "05", "06")),
-    ("Part II: time-agnostic masked models", ("07", "08")),
-    ("Part III: real networks", ("09", "10")),
-    ("Part IV: your own sampler", ("11",)),
-)
-
-CONF = '''\
-project = "Masked diffusion models and inaccurate categorical sampling"
-author = "the mdmlib authors"
-extensions = ["myst_nb", "sphinx-mathjax-offline"]
-nb_execution_mode = "off"  # the committed outputs are the book's content
-nb_ipywidgets_js = {}  # progress bars are removed; no widget scripts from a CDN
-myst_enable_extensions = ["dollarmath", "amsmath"]
-html_theme = "sphinx_book_theme"
-html_theme_options = {"show_toc_level": 2}
-html_context = {"default_mode": "light"}
-html_favicon = "favicon.svg"
-html_title = "Executable companion to arXiv 2409.02908"
-exclude_patterns = ["_build"]
-'''
-
-FAVICON = '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><rect width="16" height="16" fill="#1f4e79"/></svg>\n'
-
-INTRO = """\
-# Masked diffusion models and inaccurate categorical sampling
-
-The reading version of the notebooks that accompany Zheng et al., *Masked Diffusion Models
-are Secretly Time-Agnostic Masked Models and Exploit Inaccurate Categorical Sampling*
-(ICLR 2025, [arXiv:2409.02908](https://arxiv.org/abs/2409.02908)). Every page is a notebook
-as the project's run command executed it, outputs included; every claim is followed by a
-check that would have failed the run. The parts follow the paper's ideas.
-"""
+MARKER = ".mdmlib-book"  # in every folder this tool built; only such a folder is replaced
+_TOCTREE = re.compile(r"```\{toctree\}\n(?P<body>.*?)```", re.S)
 
 
-def _notebooks_by_part(notebooks: Path) -> list[tuple[str, list[str]]]:
-    found = {p.name[:2]: p.stem for p in sorted(notebooks.glob("[0-9][0-9]_*.ipynb"))}
-    listed = {n for _, numbers in PARTS for n in numbers}
-    orphans = sorted(set(found) - listed)
+class BookError(ValueError):
+    pass
+
+
+def parts(index: Path = BOOK / "index.md") -> list[tuple[str, list[str]]]:
+    """The parts of the book as book/index.md declares them: (caption, notebook stems)."""
+    if not index.is_file():
+        raise BookError(f"no book declared: {index} is missing")
+    found = []
+    for block in _TOCTREE.finditer(index.read_text()):
+        lines = block["body"].splitlines()
+        caption = next((line.split(":caption:", 1)[1].strip().strip('"') for line in lines if line.startswith(":caption:")), None)
+        entries = [line.strip() for line in lines if line.strip() and not line.startswith(":")]
+        if caption is None:
+            raise BookError(f"a toctree in {index} has no :caption: (the part's title)")
+        found.append((caption, entries))
+    if not found:
+        raise BookError(f"{index} declares no parts (no toctree)")
+    return found
+
+
+def _checked_parts(notebooks: Path) -> list[tuple[str, list[str]]]:
+    if not notebooks.is_dir():
+        raise BookError(f"no notebooks folder at {notebooks}")
+    declared = parts()
+    present = {p.stem for p in notebooks.glob("[0-9][0-9]_*.ipynb")}
+    listed = [s for _, stems in declared for s in stems]
+    missing = [s for s in listed if s not in present]
+    if missing:
+        raise BookError(f"book/index.md lists notebooks that are not in {notebooks}: {missing}")
+    orphans = sorted(present - set(listed))
     if orphans:
-        raise ValueError(f"notebooks {[found[n] for n in orphans]} belong to no part of the book: add them to mdmlib.tools.book.PARTS")
-    return [(title, [found[n] for n in numbers if n in found]) for title, numbers in PARTS]
+        raise BookError(f"notebooks {orphans} belong to no part of the book: add them to a toctree in book/index.md")
+    return declared
 
 
 def _without_progress_bars(notebook: Path) -> str:
@@ -82,24 +82,12 @@ def _without_progress_bars(notebook: Path) -> str:
     return json.dumps(nb)
 
 
-def _index(parts: list[tuple[str, list[str]]], with_claims: bool) -> str:
-    text = [INTRO]
-    for title, stems in parts:
-        if stems:
-            text += ["```{toctree}", f':caption: "{title}"', ":maxdepth: 1", "", *stems, "```", ""]
-    if with_claims:
-        text += ["```{toctree}", ':caption: "Results"', ":maxdepth: 1", "", "claims", "```", ""]
-    return "\n".join(text)
-
-
 def assemble(source: Path, notebooks: Path = NOTEBOOKS) -> list[str]:
     """Write the Sphinx source folder; return the page names in reading order."""
-    parts = _notebooks_by_part(notebooks)
+    declared = _checked_parts(notebooks)
     claims = figures_dir() / "claims.md"
-    source.mkdir(parents=True, exist_ok=True)
-    (source / "conf.py").write_text(CONF)
-    (source / "favicon.svg").write_text(FAVICON)
-    for _, stems in parts:
+    shutil.copytree(BOOK, source, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
+    for _, stems in declared:
         for stem in stems:
             (source / f"{stem}.ipynb").write_text(_without_progress_bars(notebooks / f"{stem}.ipynb"))
     if claims.exists():
@@ -107,34 +95,69 @@ def assemble(source: Path, notebooks: Path = NOTEBOOKS) -> list[str]:
         text = re.sub(r"\]\((?:\.\./)?figures/", "](figures/", claims.read_text())
         (source / "claims.md").write_text(text)
         shutil.copytree(figures_dir(), source / "figures", ignore=shutil.ignore_patterns("*.json", "*.md", "*_full.*", "*_paper.*"))
-    (source / "index.md").write_text(_index(parts, claims.exists()))
-    return ["index"] + [s for _, stems in parts for s in stems] + (["claims"] if claims.exists() else [])
+        with open(source / "index.md", "a") as f:
+            f.write('\n```{toctree}\n:caption: "Results"\n:maxdepth: 1\n\nclaims\n```\n')
+    return ["index"] + [s for _, stems in declared for s in stems] + (["claims"] if claims.exists() else [])
+
+
+def check_out(out: Path) -> Path:
+    """`out` resolved, if this tool may write there: a new folder, an empty one, or one it
+    built before. Anything else is refused with the reason."""
+    out = Path(out).resolve()
+    if out == ROOT or out in ROOT.parents or out == Path.cwd().resolve():
+        raise BookError(f"refusing --out {out}: it is the project, a folder above it or the current folder; "
+                        "give a folder of its own, e.g. build/book")
+    if out.exists() and not out.is_dir():
+        raise BookError(f"refusing --out {out}: it is a file")
+    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file():
+        raise BookError(f"refusing --out {out}: the folder holds files this tool did not write (no {MARKER} marker); "
+                        "give an empty or new folder")
+    probe = out if out.is_dir() else next(p for p in out.parents if p.exists())
+    if not probe.is_dir() or not _writable(probe):
+        raise BookError(f"cannot write to {probe}")
+    return out
+
+
+def _writable(folder: Path) -> bool:
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            return True
+    except OSError:
+        return False
 
 
 def build(out: Path = DEFAULT_OUT, notebooks: Path = NOTEBOOKS) -> list[str]:
-    """Build the HTML book into `out` (replaced whole, only after a successful build);
-    return the page names in reading order. Warnings are errors."""
+    """Build the HTML book into `out` (replaced whole, only after a successful build, and
+    only if this tool made it); return the page names in reading order. Warnings are errors."""
     from sphinx.cmd.build import build_main
 
-    out = Path(out).resolve()
+    out = check_out(out)
+    _checked_parts(notebooks)  # before Sphinx starts
     with tempfile.TemporaryDirectory(prefix="mdmlib-book-") as tmp:
         source, html = Path(tmp) / "source", Path(tmp) / "html"
         pages = assemble(source, notebooks)
         status = build_main(["-b", "html", "-q", "-W", "--keep-going", "-d", str(Path(tmp) / "doctrees"), str(source), str(html)])
         if status != 0:
             raise RuntimeError(f"the book did not build (sphinx exit status {status}); its messages are above")
-        if out.exists():
-            shutil.rmtree(out)
+        (html / MARKER).write_text("built by python -m mdmlib.tools.book; this folder is replaced by the next build\n")
         out.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copytree(html, out)
+        staged = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+        shutil.copytree(html, staged, dirs_exist_ok=True)
+        if out.exists():
+            shutil.rmtree(out)  # check_out showed it is empty or ours
+        staged.rename(out)
     return pages
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mdmlib.tools.book", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where the HTML goes (default: build/book)")
     args = parser.parse_args(argv)
-    pages = build(args.out)
+    try:
+        pages = build(args.out)
+    except BookError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     where = args.out.resolve()
     shown = where.relative_to(ROOT) if where.is_relative_to(ROOT) else where
     print(f"built {len(pages)} pages; open {shown / 'index.html'}")

@@ -47,7 +47,8 @@ def run_notebook(path: Path, out: Path, timeout: int = 3600) -> float:
     return time.time() - start
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     out = NOTEBOOKS
     if "--out" in argv:
         i = argv.index("--out")

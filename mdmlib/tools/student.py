@@ -128,7 +128,7 @@ def grade(path: Path, timeout: int = 600) -> list[tuple[str, str, str]]:
     return results
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mdmlib.tools.student", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where the student notebooks go (default: build/student)")
     parser.add_argument("--grade", type=Path, nargs="+", metavar="NOTEBOOK", help="grade answered notebooks instead")

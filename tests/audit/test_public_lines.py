@@ -3,9 +3,10 @@ import inspect
 import pytest
 import torch
 
-from mdmlib.audit.core import Probe, sample_size
+from mdmlib.audit.probes import Probe
 from mdmlib.precision.grid_law import rand_grid
 from mdmlib.audit.public_lines import LINES, PROJECT_LINES, PUBLIC_LINES, LawUnavailable, generator_grid, line_input
+from mdmlib.stats.intervals import sample_size
 from mdmlib.stats.significance import chi_square_power, chi_square_test
 
 PROBE = Probe("zipf", 0.05, 20)  # 21 classes: cheap to sample, and bfloat16 is already far off here

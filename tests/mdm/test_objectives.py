@@ -13,7 +13,10 @@ from mdmlib.mdm.objectives import (
     count_weights_of_time_weighting,
     elbo_count_weights,
     exact_moments,
+    masked_count_draw,
     masked_count_estimates,
+    masked_count_terms,
+    masked_nll,
     masking_times,
     time_estimates,
 )
@@ -52,7 +55,7 @@ def test_loglinear_weights_fall_short_by_the_incomplete_beta():
     assert np.allclose(w.numpy(), special.betainc(n, L - n + 1, 1 - LOGLINEAR_EPS), rtol=0, atol=float(err.max()) + 1e-12)
 
 
-def test_objective_weights():
+def test_weightings_of_the_masked_counts():
     L = 16
     assert torch.equal(count_weights("elbo", L), torch.ones(L, dtype=torch.float64))
     assert torch.allclose(count_weights("mlm", L), torch.tensor(sps.binom.pmf(np.arange(1, L + 1), L, 0.15)), rtol=1e-12, atol=0)
@@ -64,7 +67,7 @@ def test_objective_weights():
     counts = np.bincount(np.ceil(np.cos(np.pi * u / 2) * L).astype(int), minlength=L + 1)[1:]
     assert chi_square_power(w, np.full(L, 1 / L), n_draws) >= 0.99
     assert chi_square_test(counts, w).p_value > ALPHA
-    with pytest.raises(ValueError, match="unknown objective"):
+    with pytest.raises(ValueError, match="unknown weighting"):
         count_weights("bert", L)
 
 
@@ -149,6 +152,43 @@ def test_masked_count_estimator_calls_at_the_beta_time(tiny):
     assert chi_square_test(counts, np.full(bins, 1 / bins)).p_value > ALPHA
 
 
+@pytest.mark.parametrize("draw", ["shared", "separate"])
+def test_both_masked_count_draws_follow_the_same_law(draw):
+    # n ~ U{1..L}, exactly n positions masked, each position alike, and m ~ Beta(n, L - n + 1)
+    L, rows, bins = 6, 30_000, 20
+    n, m, masked = masked_count_draw(rows, L, torch.Generator().manual_seed(6), draw)
+    assert torch.equal(masked.sum(1), n)
+    assert chi_square_test(torch.bincount(n - 1, minlength=L).numpy(), np.full(L, 1 / L)).p_value > ALPHA
+    assert chi_square_test(masked.sum(0).numpy(), np.full(L, 1 / L)).p_value > ALPHA
+    edges = np.linspace(0, 1, bins + 1)
+    counts = np.histogram(sps.beta.cdf(m.numpy(), n.numpy(), L - n.numpy() + 1), edges)[0]
+    wrong = np.mean([np.diff(sps.beta(k + 1, L - k + 1).cdf(sps.beta(k, L - k + 1).ppf(edges))) for k in range(1, L + 1)], 0)
+    assert chi_square_power(np.full(bins, 1 / bins), wrong, rows) >= 0.99
+    assert chi_square_test(counts, np.full(bins, 1 / bins)).p_value > ALPHA
+
+
+def test_masked_nll_of_a_batch_is_that_of_each_sequence(tiny):
+    # one x0 per row gives each row what its own sequence gives, with or without outputs_at
+    lang, den = tiny
+    x0 = lang.sample(5, 7, torch.Generator().manual_seed(7))
+    xt = torch.where(torch.rand(5, 7, generator=torch.Generator().manual_seed(8)) < 0.5, den.mask_id, x0)
+    t = torch.full((5,), 0.5, dtype=torch.float64)
+    rows = torch.stack([masked_nll(den, x0[i], xt[i : i + 1], t[i : i + 1])[0] for i in range(5)])
+    assert torch.equal(masked_nll(den, x0, xt, t), rows)
+    assert torch.equal(masked_nll(TimeRecorder(den), x0, xt, t), rows)
+    with pytest.raises(ValueError, match=r"x0 \(L,\) or \(R, L\)"):
+        masked_nll(den, x0[:4], xt, t)
+
+
+def test_masked_count_estimates_are_the_terms_of_shared_draws(tiny):
+    # -ELBO estimates of one sequence: L S / n of masked_count_terms on its copies
+    lang, den = tiny
+    x = lang.sample(1, 8, torch.Generator().manual_seed(9))[0]
+    estimates = masked_count_estimates(den, x, 500, torch.Generator().manual_seed(10), "cosine")
+    s, n = masked_count_terms(den, x.expand(500, -1), torch.Generator().manual_seed(10), schedule="cosine", draw="shared")
+    assert torch.equal(estimates, 8 / n.to(torch.float64) * s)
+
+
 @pytest.mark.parametrize("schedule", ["linear", "cosine"])
 def test_forward_masking_times_follow_the_beta_law(schedule):
     L, n_seq, bins = 10, 30_000, 20
@@ -168,6 +208,10 @@ def test_bad_input_is_named(tiny):
     g = torch.Generator()
     with pytest.raises(ValueError, match="m\\(1\\) = 1"):
         masked_count_estimates(den, torch.zeros(4, dtype=torch.int64), 10, g, schedule="loglinear")
+    with pytest.raises(ValueError, match="unknown draw 'sorted'"):
+        masked_count_draw(3, 4, g, "sorted")
+    with pytest.raises(ValueError, match=r"shape \(batch, length\)"):
+        masked_count_terms(den, torch.zeros(4, dtype=torch.int64), g)
     with pytest.raises(ValueError, match="clean tokens"):
         time_estimates(den, torch.tensor([0, 1, den.mask_id]), 10, g)
     with pytest.raises(ValueError, match="one sequence"):

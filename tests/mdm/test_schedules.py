@@ -12,6 +12,7 @@ from mdmlib.mdm.schedules import (
     mask_rate,
     mask_time,
     time_grid,
+    time_of_mask_probability,
     unmask_step_probabilities,
 )
 
@@ -38,6 +39,17 @@ def test_mask_time_endpoints_and_order(name):
     assert abs(float(mask_time(name, _top(name))) - 1.0) <= 4 * EPS64
     m = torch.linspace(0, _top(name), 1001, dtype=torch.float64)
     assert (torch.diff(mask_time(name, m)) > 0).all()
+
+
+def test_time_of_mask_probability_inverts_the_schedule_and_caps_at_one():
+    t = torch.tensor([0.0, 0.25, 0.999, 1.0], dtype=torch.float64)
+    m = mask_probability("loglinear", t)
+    assert torch.allclose(time_of_mask_probability("loglinear", m), t, rtol=1e-15, atol=0)
+    # beyond MDLM's m(1) = 1 - 1e-3: the last time it was trained at
+    assert float(time_of_mask_probability("loglinear", torch.tensor(0.9999))) == 1.0
+    assert math.isclose(float(time_of_mask_probability("cosine", mask_probability("cosine", torch.tensor(0.3, dtype=torch.float64)))), 0.3, rel_tol=1e-12)
+    with pytest.raises(ValueError, match="unknown schedule 'geometric'"):
+        time_of_mask_probability("geometric", torch.tensor(0.5))
 
 
 def test_cosine_inverse_keeps_relative_precision_for_small_m():

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from mdmlib.tools import gpu_check
+from mdmlib.tools import gpu_check, gpu_statistics
 from mdmlib.precision.grid_law import _CudaFloat32, _lattice, law_on_grid, rand_grid, zero_probability
 from mdmlib.stats.significance import chi_square_power, chi_square_test
 
@@ -91,9 +91,9 @@ def test_half_lattices_are_the_float_lattice_rounded(dtype):
     n = 1 << 24
     u = torch.from_numpy(curand_float(rng.integers(0, 1 << 32, n, dtype=np.int64))).to(dtype)
     u[u == 1] = 0
-    top, paired = values[-gpu_check.SINGLES:].double(), values[-(gpu_check.SINGLES + 64) : -gpu_check.SINGLES].double()
-    model = gpu_check.binned_lattice(values, probs, top, paired)
-    counts = torch.bincount(gpu_check._bin_of(u.double(), top, paired), minlength=model.numel())
+    top, paired = values[-gpu_statistics.SINGLES:].double(), values[-(gpu_statistics.SINGLES + 64) : -gpu_statistics.SINGLES].double()
+    model = gpu_statistics.binned_lattice(values, probs, top, paired)
+    counts = torch.bincount(gpu_statistics._bin_of(u.double(), top, paired), minlength=model.numel())
     assert chi_square_test(counts, model).p_value > 1e-3
     # power against the same generator without the remap of 1.0 to 0 (zeros move to "rest")
     kept = model.clone()
@@ -144,11 +144,11 @@ def test_gpu_check_without_cuda_says_so(capsys, monkeypatch):
 
 @cuda
 def test_torch_rand_on_cuda_follows_the_model():
-    found = gpu_check.check_rand_lattice(torch.device("cuda"))
+    found = gpu_statistics.check_rand_lattice(torch.device("cuda"))
     assert found["passed"], found
 
 
 @cuda
 def test_literal_line_on_cuda_follows_the_cuda_grid_law():
-    found = gpu_check.check_literal_line(torch.device("cuda"))
+    found = gpu_statistics.check_literal_line(torch.device("cuda"))
     assert found["passed"], found

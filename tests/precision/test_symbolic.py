@@ -1,6 +1,6 @@
 import sympy as sp
 
-from mdmlib.precision.formats import symbolic
+from mdmlib.precision import symbolic
 
 
 def test_paper_formula_is_the_law_for_two_classes():

@@ -15,7 +15,9 @@ import torch
 from mdmlib.judging.judges import JudgeNotFoundError, Scores, TransformersJudge
 from mdmlib.stats.metrics import sentence_entropy
 from mdmlib.models import AutoregressiveModel, CheckpointNotFoundError, DiTConfig, build_network, load_pretrained, save_pretrained
-from mdmlib.runs.paper_scale import PAPER_TABLE, Setting, grid, load_denoiser, load_judge, main, paper_run, setting_seed, write_results
+from mdmlib.judging.loading import load_judge
+from mdmlib.models.loading import load_denoiser
+from mdmlib.runs.paper_scale import PAPER_TABLE, Setting, grid, paper_run, setting_seed, write_results
 
 transformers = pytest.importorskip("transformers")
 from test_judges import CONTEXT, _tokenizer  # noqa: E402  (the tiny judge's tokenizer)
@@ -106,7 +108,7 @@ def test_a_project_causal_network_judges_every_token(folders):
 
 
 def _command(folders, out, samples=5):
-    return ["-m", "mdmlib.runs.paper_scale", "--checkpoint", str(folders / "tiny-mdlm"), "--judge", str(folders / "tiny-gpt2"),
+    return ["-m", "mdmlib.tools.paper_scale", "--checkpoint", str(folders / "tiny-mdlm"), "--judge", str(folders / "tiny-gpt2"),
             "--samples", str(samples), "--length", str(LENGTH), "--steps", "6", "--precisions", "float32", "--trunc-steps", "6",
             "--shard-size", "2", "--seed", "3", "--device", "cpu", "--local-files-only", "--no-progress", "--out", str(out)]
 
@@ -147,7 +149,7 @@ def test_missing_checkpoint_judge_or_gpu_says_what_to_do(folders, tmp_path, monk
         Setting("float16", 10)
     with pytest.raises(ValueError, match="steps"):
         Setting("float32", 0)
-    run = subprocess.run([sys.executable, "-m", "mdmlib.runs.paper_scale", "--checkpoint", "kuleshov-group/mdlm-owt", "--device", "cpu"],
+    run = subprocess.run([sys.executable, "-m", "mdmlib.tools.paper_scale", "--checkpoint", "kuleshov-group/mdlm-owt", "--device", "cpu"],
                          env=_env(), capture_output=True, text=True, timeout=300)
     assert run.returncode == 2 and "huggingface-cli download kuleshov-group/mdlm-owt" in run.stderr
     if not torch.cuda.is_available():

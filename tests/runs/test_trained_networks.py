@@ -1,16 +1,13 @@
 """Tests for mdmlib.runs.trained_networks: the held-out bound and the KL against known answers."""
-import math
-
 import pytest
 import torch
 
 from mdmlib.runs import trained_networks as tn
 from mdmlib.mdm.objectives import Tempered
-from mdmlib.mdm.schedules import mask_probability
 from mdmlib.stats.significance import mean_and_se
 from mdmlib.language.synthetic import ExactDenoiser
 from power_checks import require_z_power
-from test_train import TINY_LENGTH, enumerated
+from tiny_training import TINY_LENGTH, enumerated
 
 
 @pytest.fixture(scope="module")
@@ -39,27 +36,22 @@ def test_masked_count_bound_gives_a_time_conditioned_denoiser_the_time_of_its_co
     language, _, _ = tiny
     L = TINY_LENGTH
     seen = []
+    exact = ExactDenoiser(language, torch.float64)
 
-    class Recorder(ExactDenoiser):
+    class Recorder:  # a time-conditioned interface: no outputs_at, so every call shows its times
+        mask_id = exact.mask_id
+
         def __call__(self, x, t=None):
             seen.append(((x == self.mask_id).sum(1), t.clone()))
-            return super().__call__(x, t)
+            return exact(x, t)
 
     x0 = language.sample(1, L, torch.Generator().manual_seed(22)).repeat(8000, 1)
-    tn.masked_count_bound(Recorder(language, torch.float64), x0, torch.Generator().manual_seed(23), schedule="linear")
+    tn.masked_count_bound(Recorder(), x0, torch.Generator().manual_seed(23), schedule="linear")
     (n, t), = seen
     m = t[n == L]
     mean, se = mean_and_se(m)
     require_z_power((0.5 - L / (L + 1)) / se, 3.0, "m(t) uniform whatever n")
     assert abs(mean - L / (L + 1)) < 3 * se
-
-
-def test_time_of_mask_probability_inverts_the_schedule_and_caps_at_one():
-    t = torch.tensor([0.0, 0.25, 0.999, 1.0], dtype=torch.float64)
-    m = mask_probability("loglinear", t)
-    assert torch.allclose(tn.time_of_mask_probability("loglinear", m), t, rtol=1e-15, atol=0)
-    # beyond MDLM's m(1) = 1 - 1e-3: the last time it was trained at
-    assert float(tn.time_of_mask_probability("loglinear", torch.tensor(0.9999))) == 1.0
 
 
 def test_masked_kl_is_zero_for_the_truth_and_matches_a_direct_sum(tiny):
@@ -83,6 +75,3 @@ def test_bad_inputs_are_named(tiny):
     exact = ExactDenoiser(language, torch.float64)
     with pytest.raises(ValueError, match=r"shape \(batch, length\)"):
         tn.masked_count_bound(exact, torch.zeros(4, dtype=torch.int64), torch.Generator())
-    with pytest.raises(ValueError, match="unknown schedule 'geometric'"):
-        tn.time_of_mask_probability("geometric", torch.tensor(0.5))
-    assert math.isclose(float(tn.time_of_mask_probability("cosine", mask_probability("cosine", torch.tensor(0.3, dtype=torch.float64)))), 0.3, rel_tol=1e-12)

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from mdmlib.stats.metrics import sentence_entropy, summarize, temperature_with_entropy
+from mdmlib.stats.metrics import mean_log_mu, sentence_entropy, summarize, temperature_of_mean, temperature_with_entropy
 
 
 def test_sentence_entropy_of_known_histograms():
@@ -28,3 +28,11 @@ def test_temperature_with_entropy_inverts_tempering():
     target = float(-(tempered * torch.log(tempered)).sum())
     # bisection to float64 resolution; the entropy itself carries ~1e-15 relative rounding
     assert temperature_with_entropy(mu, target) == pytest.approx(0.7, abs=1e-12)
+
+
+def test_temperature_of_the_mean_inverts_it():
+    w = torch.arange(1, 1_001, dtype=torch.float64) ** -1.1  # the audit's Zipf mu on 1,000 tokens
+    log_mu = torch.log(w / w.sum())
+    for T in (0.3, 0.86, 1.0, 2.0):
+        assert temperature_of_mean(log_mu, mean_log_mu(log_mu, T)) == pytest.approx(T, rel=1e-9)
+    assert temperature_of_mean(log_mu, float(log_mu.max())) == 0.0  # only the likeliest token

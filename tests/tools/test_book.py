@@ -53,15 +53,55 @@ def test_every_notebook_is_a_page_in_the_order_of_the_parts(built):
     index = (out / "index.html").read_text()
     positions = [index.index(f'href="{stem}.html"') for stem in stems]
     assert positions == sorted(positions)
-    for title, numbers in book.PARTS:
-        if any(s[:2] in numbers for s in stems):
-            assert title in index
+    for title, part in book.parts():
+        assert title in index and part
+
+
+def _empty_notebook(path: Path) -> None:
+    path.write_text(json.dumps({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
 
 
 def test_a_notebook_outside_every_part_is_an_error(tmp_path):
-    (tmp_path / "99_stray.ipynb").write_text(json.dumps({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
-    with pytest.raises(ValueError, match="99_stray"):
+    for stem in [s for _, stems in book.parts() for s in stems] + ["99_stray"]:
+        _empty_notebook(tmp_path / f"{stem}.ipynb")
+    with pytest.raises(book.BookError, match="99_stray"):
         book.assemble(tmp_path / "source", tmp_path)
+
+
+def test_a_listed_notebook_that_is_missing_or_no_notebooks_at_all_is_an_error(tmp_path):
+    with pytest.raises(book.BookError, match="not in"):
+        book.assemble(tmp_path / "source", tmp_path)
+    with pytest.raises(book.BookError, match="no notebooks folder"):
+        book.build(tmp_path / "out", tmp_path / "nothing")
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_parts_are_declared_in_book_index_and_the_readme_map_follows_them():
+    stems = [s for _, part in book.parts() for s in part]
+    readme = (book.ROOT / "README.md").read_text()
+    in_map = [line.split("`")[1] for line in readme.splitlines() if line.startswith("| ") and line.count("`") >= 2 and line[2:4].isdigit()]
+    assert in_map == stems  # the README's notebook map lists the book's notebooks in its order
+
+
+def test_out_is_refused_where_the_book_would_delete_what_it_did_not_make(tmp_path, monkeypatch):
+    for out in (book.ROOT, book.ROOT.parent, Path(".")):
+        with pytest.raises(book.BookError, match="refusing"):
+            book.check_out(out)
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    with pytest.raises(book.BookError, match="did not write"):
+        book.build(foreign)
+    assert (foreign / "notes.txt").read_text() == "keep me"
+    with pytest.raises(book.BookError, match="is a file"):
+        book.check_out(foreign / "notes.txt")
+    assert book.main(["--out", str(foreign)]) == 2 and (foreign / "notes.txt").exists()
+
+
+def test_a_second_build_replaces_only_its_own_folder(built):
+    out, _ = built
+    assert (out / book.MARKER).is_file()
+    assert book.check_out(out) == out.resolve()  # made by the book: may be replaced
 
 
 @pytest.fixture(scope="module")

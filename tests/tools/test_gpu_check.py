@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from mdmlib.tools import gpu_check
+from mdmlib.tools import gpu_check, gpu_timings
 from mdmlib.models import DiTConfig
 
 TINY = DiTConfig(vocab_size=65, model_length=16, hidden_dim=32, n_heads=2, n_blocks=2, cond_dim=16)
@@ -13,8 +13,8 @@ CPU = torch.device("cpu")
 
 
 def test_dit_forward_on_the_cpu():
-    found = gpu_check.check_dit_forward(CPU, config=TINY, length=16, batches=(1, 2), repeats=1)
-    assert found["passed"] and found["parameters"] == sum(p.numel() for p in gpu_check.random_network(TINY, CPU).parameters())
+    found = gpu_timings.check_dit_forward(CPU, config=TINY, length=16, batches=(1, 2), repeats=1)
+    assert found["passed"] and found["parameters"] == sum(p.numel() for p in gpu_timings.random_network(TINY, CPU).parameters())
     for row in found["forward"].values():
         assert row["float32"]["seconds"] > 0 and row["bfloat16"]["seconds"] > 0
         # bfloat16 keeps 8 significant bits: the gap is a rounding effect, neither zero nor large
@@ -23,13 +23,13 @@ def test_dit_forward_on_the_cpu():
 
 
 def test_random_network_has_no_zero_layers_and_is_seeded():
-    a, b = gpu_check.random_network(TINY, CPU, seed=1), gpu_check.random_network(TINY, CPU, seed=1)
+    a, b = gpu_timings.random_network(TINY, CPU, seed=1), gpu_timings.random_network(TINY, CPU, seed=1)
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
     assert a.output_layer.linear.weight.abs().sum() > 0 and a.blocks[0].adaLN_modulation.weight.abs().sum() > 0
 
 
 def test_samplers_on_the_cpu():
-    found = gpu_check.check_samplers(CPU, config=TINY, length=16, steps=4, batch=2, fhs_events=5)
+    found = gpu_timings.check_samplers(CPU, config=TINY, length=16, steps=4, batch=2, fhs_events=5)
     assert found["passed"]
     assert {r["masks_left"] for r in found["ancestral"].values()} == {0}
     assert set(found["literal_line"]) == {"float32", "float64", "float64+trunc"}
@@ -40,7 +40,7 @@ def test_samplers_on_the_cpu():
 
 def test_judge_forward_on_the_cpu():
     pytest.importorskip("transformers")
-    found = gpu_check.check_judge_forward(CPU, n_embd=32, n_layer=2, n_head=2, vocab=97, context=16, batch=2, repeats=1)
+    found = gpu_timings.check_judge_forward(CPU, n_embd=32, n_layer=2, n_head=2, vocab=97, context=16, batch=2, repeats=1)
     assert found["passed"] and found["float32"]["gen_ppl"] > 1 and found["largest_nll_gap"] < 1.0
     json.dumps(found)
 

@@ -1,0 +1,6 @@
+"""`python -m mdmlib.audit ...`: the audit's command line (`mdmlib.audit.cli`)."""
+import sys
+
+from mdmlib.audit.cli import main
+
+sys.exit(main())
