@@ -1,4 +1,4 @@
-"""Where a result came from: one record, written into every result file and checkpoint card.
+"""Where a result came from: one record, written into the paper-scale and GPU results and every checkpoint card.
 
 `environment()` is what besides the parameters decides a seeded result's last bits (it
 keys the cache); `provenance(device)` adds what a reader needs to trust or repeat a result:

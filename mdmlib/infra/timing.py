@@ -25,13 +25,18 @@ def one_thread():
         torch.set_num_threads(before)
 
 
+def median_seconds(fn, repeats: int, clock=time.perf_counter) -> float:
+    """The median time of fn() by `clock` over `repeats` runs, after a warm-up run."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = clock()
+        fn()
+        times.append(clock() - start)
+    return statistics.median(times)
+
+
 def median_cpu_seconds(fn, repeats: int) -> float:
     """The median CPU time of fn() over `repeats` runs on one thread, after a warm-up run."""
     with one_thread():
-        fn()
-        times = []
-        for _ in range(repeats):
-            start = time.process_time()
-            fn()
-            times.append(time.process_time() - start)
-    return statistics.median(times)
+        return median_seconds(fn, repeats, time.process_time)

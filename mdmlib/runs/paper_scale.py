@@ -232,18 +232,19 @@ def paper_run(checkpoint, judge=DEFAULT_JUDGE, settings: list[Setting] | None = 
     if not info.is_main:
         return None
     on_bf16 = bf16 if bf16 is not None else info.device.type == "cuda"
+    record = provenance(info.device)  # versions, environment, device name, git commit
     return {
         "provenance": {
             "checkpoint": checkpoint_info,
             "judge": judge_info,
-            "processes": info.world_size,
             "dtypes": {"network": "bfloat16 autocast" if on_bf16 else "float32", "judge": judge_dtype,
                        "sampler": "per setting (its precision)", "sampler_arithmetic": SAMPLER_ARITHMETIC},
             "scale": current_scale(),
             "seed": seed,
             "settings": {"samples": samples, "length": length, "shard_size": shard_size, "caching": caching,
                          "schedule": schedule, "grid": [s.name for s in settings]},
-            **provenance(info.device),
+            **record,
+            "device": {"type": info.device.type, "name": record["device"], "processes": info.world_size},
         },
         "table": table(results),
         "results": results,

@@ -67,7 +67,7 @@ def data_reference(setup: Setup) -> dict:
 
     def compute():
         language = MarkovLanguage(setup.language)
-        x = language.sample(setup.data_samples, setup.length, torch.Generator().manualderive_seed(derive_seed("data")))
+        x = language.sample(setup.data_samples, setup.length, torch.Generator().manual_seed(derive_seed("data")))
         return {"entropy_rate": language.entropy_rate(setup.length), **_per_sequence(language, x)}
 
     return cached("data", _params(setup), compute)
@@ -81,7 +81,7 @@ def run_mdm(setup: Setup, steps: int, sampler: str, progress: bool = True) -> di
     def compute():
         language = MarkovLanguage(setup.language)
         denoiser = ExactDenoiser(language)
-        generator = torch.Generator().manualderive_seed(derive_seed("mdm", sampler, steps))
+        generator = torch.Generator().manual_seed(derive_seed("mdm", sampler, steps))
         start = time.perf_counter()
         if sampler == "exact":
             out = exact_sample(denoiser, setup.batch, setup.length, steps, generator, progress=progress)
@@ -97,7 +97,7 @@ def run_ar(setup: Setup, temperature: float) -> dict:
 
     def compute():
         language = MarkovLanguage(setup.language)
-        x = ar_sample(language, setup.batch, setup.length, temperature, torch.Generator().manualderive_seed(derive_seed("ar", temperature)))
+        x = ar_sample(language, setup.batch, setup.length, temperature, torch.Generator().manual_seed(derive_seed("ar", temperature)))
         return _per_sequence(language, x)
 
     return cached("ar", _params(setup, temperature=temperature), compute)

@@ -15,17 +15,8 @@ import time
 import torch
 
 from mdmlib.precision.formats import float_format
+from mdmlib.infra.timing import median_seconds
 from mdmlib.precision.truncation import truncated_law, truncated_law_reference
-
-
-def _median_seconds(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def bench_truncation() -> None:
@@ -34,14 +25,14 @@ def bench_truncation() -> None:
     g = torch.Generator().manual_seed(0)
     M32 = float_format(torch.float32).gumbel_cap
     p = torch.rand(50_258, generator=g, dtype=torch.float64) ** 4
-    t = _median_seconds(lambda: truncated_law(p, M32), 30)
+    t = median_seconds(lambda: truncated_law(p, M32), 30)
     print(f"truncated_law, K = 50,258, float64, {torch.get_num_threads()} threads: {t * 1e3:.2f} ms (target < 50 ms)")
     batch = torch.rand(64, 50_258, generator=g, dtype=torch.float64) ** 4
-    tb = _median_seconds(lambda: truncated_law(batch, M32), 5)
+    tb = median_seconds(lambda: truncated_law(batch, M32), 5)
     print(f"truncated_law, batch of 64 x 50,258: {tb * 1e3:.0f} ms ({tb / 64 * 1e3:.2f} ms per row)")
     small = p[:1000]
-    tc = _median_seconds(lambda: truncated_law(small, M32), 30)
-    tr = _median_seconds(lambda: truncated_law_reference(small, M32), 1)
+    tc = median_seconds(lambda: truncated_law(small, M32), 30)
+    tr = median_seconds(lambda: truncated_law_reference(small, M32), 1)
     print(f"K = 1,000: closed form {tc * 1e3:.2f} ms, reference integration {tr:.2f} s ({tr / tc:,.0f}x slower)")
 
 
@@ -98,7 +89,7 @@ def bench_mdm_step(batch: int = 2, length: int = 128, vocab: int = 2_048, steps:
     t_net = None
     if spec.vocab_size == vocab:
         x = torch.full((batch, length), language_denoiser.mask_id)
-        t_net = _median_seconds(lambda: language_denoiser(x), 5)
+        t_net = median_seconds(lambda: language_denoiser(x), 5)
     print(f"batch {batch}, length {length}, V = {vocab:,}, {torch.get_num_threads()} threads; denoiser excluded (a fixed tensor); "
           f"t_net = {t_net * 1e3:.1f} ms per call (the synthetic language's exact denoiser at this size)" if t_net else "")
     for n in steps:
@@ -129,7 +120,7 @@ def bench_denoiser() -> None:
         language = MarkovLanguage(spec)
         denoiser = ExactDenoiser(language)
         x = torch.full((64, 256), language.mask_id)
-        t = _median_seconds(lambda: denoiser(x), 3)
+        t = median_seconds(lambda: denoiser(x), 3)
         print(f"{name} language (V = {spec.vocab_size}, H = {spec.num_classes}): {t:.2f} s for 64 x 256 masked positions")
 
 
@@ -150,7 +141,7 @@ def bench_models(repeats: int = 3) -> None:
     sigma = torch.zeros(1)
     cpu_start = time.process_time()
     with torch.no_grad():
-        t = _median_seconds(lambda: network(ids, sigma), repeats)
+        t = median_seconds(lambda: network(ids, sigma), repeats)
     cpu = (time.process_time() - cpu_start) / (repeats + 1)
     # CPU time next to wall time: on a shared machine the wall time also counts waiting for cores
     print(f"forward of one sequence of length 1,024, float32 on CPU, {torch.get_num_threads()} threads: "

@@ -1,7 +1,9 @@
 """Checks that need a GPU: `python -m mdmlib.tools.gpu_check [name ...]`.
 
-The checks live in mdmlib.tools.gpu_statistics and mdmlib.tools.gpu_timings. Each is a function `check_<name>(device) -> dict` registered in CHECKS: it
-prints what it measured beside the model and returns its findings with `passed`.
+The checks live in mdmlib.tools.gpu_statistics (rand_lattice, literal_line) and
+mdmlib.tools.gpu_timings (dit_forward, samplers, judge_forward). Each is a function
+`check_<name>(device) -> dict` registered in CHECKS: it prints what it measured beside the
+model and returns its findings with `passed`.
 Without CUDA the command says so and exits 0; nothing else in the project needs a
 GPU. To add a check (a loader, bf16 autocast, a sampler at length 1,024, a judge),
 write the function and add it to CHECKS.
@@ -48,7 +50,6 @@ from mdmlib.infra.provenance import provenance
 from mdmlib.infra.results import _to_json, write_atomically
 from mdmlib.tools.gpu_statistics import check_literal_line, check_rand_lattice
 from mdmlib.tools.gpu_timings import check_dit_forward, check_judge_forward, check_samplers
-
 
 CHECKS = {
     "rand_lattice": check_rand_lattice,

@@ -15,6 +15,7 @@ from mdmlib.models import MDLM_OWT, DiTConfig, SubsDenoiser, build_network, load
 from mdmlib.mdm.samplers import ancestral_sample, first_hitting_sample
 from mdmlib.mdm.schedules import mask_probability, time_grid
 
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from mdmlib.infra.distributed import TORCHRUN_VARIABLES, make_shards, run_sharded, setup, shard_seed
+from mdmlib.infra.seeds import derive_seed
 
 JOB = Path(__file__).resolve().parents[1] / "distributed_job.py"
 sys.path.insert(0, str(JOB.parent))
@@ -30,7 +31,8 @@ def test_shards_partition_the_samples_with_their_own_seeds():
     assert [(s.start, s.stop) for s in shards] == [(0, 3), (3, 6), (6, 9), (9, 10)]
     assert [s.index for s in shards] == [0, 1, 2, 3] and [s.size for s in shards] == [3, 3, 3, 1]
     seeds = {shard_seed(seed, k) for seed in range(20) for k in range(20)}
-    assert len(seeds) == 400 and all(0 <= s < 2**63 for s in seeds)
+    assert len(seeds) == 400 and all(0 <= s < 2**32 for s in seeds)
+    assert shard_seed(5, 2) == derive_seed("shard", 5, 2)  # the project's one derivation (mdmlib.infra.seeds)
     assert [s.seed for s in make_shards(10, 3, seed=5)] == [s.seed for s in shards]  # a pure function
     a, b = (torch.rand(4, generator=s.generator()) for s in shards[:2])
     assert not torch.equal(a, b)

@@ -14,26 +14,11 @@ from mdmlib.language.synthetic import LanguageSpec, MarkovLanguage
 transformers = pytest.importorskip("transformers")
 tokenizers = pytest.importorskip("tokenizers")
 
-EOS = "<eos>"
-SENTENCES = [
-    "the cat sat on the mat .",
-    "a dog ran in the park , then it slept .",
-    "is it raining ? yes it is !",
-    "we do n't know what they 're doing , but it 's fine .",
-    "the bird sang a song in the tree and the cat listened .",
-]
-CONTEXT = 16  # the tiny judge's context: long samples are cut into several chunks
+from tiny_judge import CONTEXT, EOS, SENTENCES  # noqa: E402  (the tiny judge, shared with the loading tests)
+from tiny_judge import tokenizer as _tokenizer  # noqa: E402
+
 EPS32 = torch.finfo(torch.float32).eps
 EPS64 = torch.finfo(torch.float64).eps
-
-
-def _tokenizer():
-    bpe = tokenizers.Tokenizer(tokenizers.models.BPE())
-    bpe.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = tokenizers.decoders.ByteLevel()
-    trainer = tokenizers.trainers.BpeTrainer(vocab_size=300, special_tokens=[EOS], initial_alphabet=tokenizers.pre_tokenizers.ByteLevel.alphabet())
-    bpe.train_from_iterator(SENTENCES, trainer)
-    return transformers.PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token=EOS)
 
 
 @pytest.fixture(scope="module")

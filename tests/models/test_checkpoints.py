@@ -98,7 +98,18 @@ def test_save_load_round_trip_gives_identical_logits(tmp_path, kind, time_condit
     assert torch.equal(logits(again), logits(network))
     written = safetensors.torch.load_file(str(tmp_path / "saved" / "model.safetensors"))
     assert [(k, tuple(v.shape)) for k, v in written.items()] == sorted(published_layout(D, C, V, BLOCKS, D // HEADS, kind))
-    assert sorted(os.listdir(tmp_path / "saved")) == ["config.json", "model.safetensors"]  # no temporary file left
+    assert sorted(os.listdir(tmp_path / "saved")) == ["config.json", "model.safetensors", "provenance.json"]  # no temporary file left
+
+
+def test_a_saved_folder_records_its_provenance_beside_the_config(tmp_path):
+    network = build_network(DiTConfig(vocab_size=V, model_length=LENGTH, hidden_dim=D, n_heads=HEADS, n_blocks=BLOCKS, cond_dim=C))
+    save_pretrained(network, tmp_path / "saved")
+    record = json.loads((tmp_path / "saved" / "provenance.json").read_text())
+    assert set(record) == {"versions", "environment", "device", "git"} and record["versions"]["torch"] == torch.__version__
+    assert record["device"].startswith("CPU")
+    assert "provenance" not in json.loads((tmp_path / "saved" / "config.json").read_text())  # config.json stays the public form
+    (tmp_path / "saved" / "provenance.json").write_text("not even JSON")  # the loaders never read it
+    assert load_pretrained(tmp_path / "saved").config == network.config
 
 
 @pytest.mark.parametrize("weights", ["model.safetensors", "pytorch_model.bin"])

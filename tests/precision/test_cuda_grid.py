@@ -1,15 +1,13 @@
 """The CUDA lattice of torch.rand as modelled in mdmlib.precision.grid_law (from PyTorch's source):
 its properties, brute-force recomputations of parts of it, how it differs from the CPU
-lattice, and (on a machine with CUDA) a Monte Carlo check against real draws."""
+lattice (the checks against real draws on a GPU: tests/tools/test_gpu_statistics.py)."""
 import numpy as np
 import pytest
 import torch
 
-from mdmlib.tools import gpu_check, gpu_statistics
-from mdmlib.precision.grid_law import _CudaFloat32, _lattice, law_on_grid, rand_grid, zero_probability
+from mdmlib.tools import gpu_statistics
+from mdmlib.precision.grid_law import _lattice, law_on_grid, rand_grid, zero_probability
 from mdmlib.stats.significance import chi_square_power, chi_square_test
-
-cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
 def curand_float(x: np.ndarray) -> np.ndarray:
@@ -133,22 +131,3 @@ def test_cuda_law_of_the_bfloat16_example_is_close_to_the_cpu_law():
     assert abs(cuda_law.sum().item() - 1) < 1e-12
     # the lattices differ by at most 2^-23 per value, so no class moves by more than a few times that
     assert (cuda_law - cpu_law).abs().max().item() < 1e-5
-
-
-def test_gpu_check_without_cuda_says_so(capsys, monkeypatch):
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert gpu_check.main([]) == 0
-    assert "no CUDA device" in capsys.readouterr().out
-    assert gpu_check.main(["no_such_check"]) == 2
-
-
-@cuda
-def test_torch_rand_on_cuda_follows_the_model():
-    found = gpu_statistics.check_rand_lattice(torch.device("cuda"))
-    assert found["passed"], found
-
-
-@cuda
-def test_literal_line_on_cuda_follows_the_cuda_grid_law():
-    found = gpu_statistics.check_literal_line(torch.device("cuda"))
-    assert found["passed"], found

@@ -1,15 +1,11 @@
 """The project's own files agree with each other, and the committed notebooks are clean."""
 import json
-import os
 import re
-import runpy
 import tomllib
 from pathlib import Path
 
 import pytest
 
-from mdmlib.infra.progress import REFRESH_SECONDS, progress, progress_enabled
-from mdmlib.infra.scale import by_scale, current_scale
 
 ROOT = Path(__file__).resolve().parents[2]
 CONDA_TO_PIP = {"pytorch": "torch"}
@@ -73,34 +69,3 @@ def test_committed_outputs_name_no_path_of_the_machine_they_ran_on(path):
             texts += out.get("text", []) + out.get("data", {}).get("text/plain", [])
     absolute = re.compile(r"(?:^|[\s'\"(])/[\w.-]+/[\w.-]+")
     assert not [t for t in texts if absolute.search(t)]
-
-
-def test_scale_switch(monkeypatch):
-    monkeypatch.setenv("MDMLIB_SCALE", "full")
-    assert current_scale() == "full" and by_scale(1, 2, 3) == 2
-    monkeypatch.setenv("MDMLIB_SCALE", "paper")
-    assert by_scale(1, 2) == 2
-    monkeypatch.setenv("MDMLIB_SCALE", "huge")
-    with pytest.raises(ValueError, match="MDMLIB_SCALE"):
-        current_scale()
-
-
-def test_progress_switch(monkeypatch):
-    monkeypatch.setenv("MDMLIB_PROGRESS", "1")
-    with progress(range(3)) as bar:
-        assert not bar.disable and bar.mininterval == REFRESH_SECONDS and list(bar) == [0, 1, 2]
-    with progress(range(3), show=False) as bar:
-        assert bar.disable
-    monkeypatch.setenv("MDMLIB_PROGRESS", "0")
-    with progress(range(3)) as bar:
-        assert bar.disable and list(bar) == [0, 1, 2]
-    monkeypatch.setenv("MDMLIB_PROGRESS", "maybe")
-    with pytest.raises(ValueError, match="MDMLIB_PROGRESS"):
-        progress_enabled()
-
-
-def test_notebook_tests_run_without_progress_bars(monkeypatch):
-    # nbval would lose the kernel's final message under a flood of bar updates (see notebooks/conftest.py)
-    monkeypatch.setattr(os, "environ", {})
-    runpy.run_path(str(ROOT / "notebooks" / "conftest.py"))
-    assert not progress_enabled()
