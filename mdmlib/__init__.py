@@ -14,7 +14,7 @@ Sub-packages by role, each importing only those before it (README, "The library"
   audit      the law of any sampling line; the public lines             (python -m mdmlib.audit)
   runs       the cached experiments of the notebooks, one module per part or notebook
   exercises  the notebooks' graded exercises
-  tools      bootstrap, run_notebooks, book, student, mutants, benchmarks, gpu_check, paper_scale
+  tools      bootstrap, run_notebooks, book, student, grading, mutants, benchmarks, gpu_check, paper_scale
 
 Each package's __init__ says what lives there and what it may import; the package
 __init__ files import nothing (models re-exports its public names), so

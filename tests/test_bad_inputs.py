@@ -118,7 +118,7 @@ CASES = {
     "dense mu with NaN": (lambda: dense_step(_with(MU2, (0, 1), math.nan), 1.0, 0.5, "float32", G), ValueError, "NaN"),
     "sparse mu with NaN": (lambda: _sparse(_with(MU3, (0, 1, 2), math.nan)), ValueError, "mu_max is NaN"),
     "sparse move_s above move_t": (lambda: _sparse(move_t=0.3, move_s=0.5), ValueError, "exceeds move_t"),
-    "sparse mu_max below mu": (lambda: _sparse(mu_max=MU3.max(-1).values / 2, move_s=0.0), ValueError, "mu_max disagrees"),
+    "sparse mu_max below mu": (lambda: _sparse(mu_max=MU3.max(-1).values / 2, move_s=0.0), ValueError, "below the row's maximum"),
     "sparse mu_max of another shape": (lambda: _sparse(mu_max=torch.ones(2)), ValueError, "mu_max must be"),
     "sparse mu without batch": (lambda: _sparse(mu=MU2, mu_max=torch.ones(1, 2)), ValueError, r"floating \(B, L, V\)"),
     "sparse float rows": (lambda: _sparse(rows=ROWS.double()), ValueError, "rows must be a 1-D integer tensor"),

@@ -1,18 +1,28 @@
 """The audit's command line: `python -m mdmlib.audit package.module:function` (or
 path/to/file.py:function, or the `mdmlib-audit` script) audits that function, prints the
-report and writes its JSON and figure. Bad input ends with a one-line error and status 2."""
+report and writes its JSON and figure. Bad input ends with a one-line error and status 2.
+
+The output folder is checked before the line is imported, and its two files before the
+audit starts: an audit_<name>.json that this command did not write (its "written_by"), or a
+figure beside one, is never overwritten. The Monte Carlo's progress is kept in
+audit_<name>.json.partial/ as it goes: after an interrupt (Ctrl-C, status 130) the same
+command resumes from it; it is removed once the JSON and the figure are written."""
 from __future__ import annotations
 
 import argparse
 import importlib
 import importlib.util
+import os
 import re
 import sys
 from pathlib import Path
 
-from mdmlib.audit.core import audit
+from mdmlib.audit.core import audit, line_name
+from mdmlib.audit.line import AuditError
 from mdmlib.audit.probes import Probe
-from mdmlib.infra.results import save_figure, save_json
+from mdmlib.infra.results import WRITTEN_BY, KeptParts, OutputError, check_output_file, figures_dir, result_name, write_figure, write_json, written_by
+
+TOOL = "mdmlib.audit"  # the "written_by" of its JSON results
 
 
 def parse_seconds(text: str) -> float:
@@ -37,6 +47,8 @@ def load_function(target: str):
         sys.path.insert(0, str(path.resolve().parent))
         try:
             spec.loader.exec_module(module)
+        except SystemExit as e:
+            raise ValueError(f"importing {where} called sys.exit({e.code!r})") from e
         except Exception as e:
             raise ValueError(f"importing {where} failed: {type(e).__name__}: {e}") from e
         finally:
@@ -44,6 +56,8 @@ def load_function(target: str):
     else:
         try:
             module = importlib.import_module(where)
+        except SystemExit as e:
+            raise ValueError(f"importing {where} called sys.exit({e.code!r})") from e
         except Exception as e:
             raise ValueError(f"importing {where} failed: {type(e).__name__}: {e}") from e
     f = getattr(module, attr, None)
@@ -52,6 +66,45 @@ def load_function(target: str):
     if not callable(f):
         raise ValueError(f"{where}:{attr} is not a function")
     return f
+
+
+def _whole(text: str) -> int:
+    """'50257' or '1e11' -> an int (a size written in scientific notation must be whole)."""
+    try:
+        return int(text)
+    except ValueError:
+        x = float(text)
+        if not x.is_integer():
+            raise ValueError(text) from None
+        return int(x)
+
+
+def output_folder(out) -> Path:
+    """The folder for the JSON and figure, checked before anything is imported: an existing
+    writable folder, or a new one in an existing writable folder (made here)."""
+    if out is None:
+        return figures_dir()
+    folder = Path(out).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"--out {folder} is not a folder: name a folder for the JSON and the figure")
+    if not folder.exists():
+        if not folder.parent.is_dir():
+            raise OutputError(f"--out {folder}: its folder {folder.parent} does not exist")
+        if not os.access(folder.parent, os.W_OK | os.X_OK):
+            raise OutputError(f"--out {folder}: cannot make it in {folder.parent} (no permission)")
+        folder.mkdir()
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write in --out {folder} (no permission)")
+    return folder
+
+
+def output_files(folder: Path, name: str) -> tuple[Path, Path]:
+    """audit_<name>.json and .png in `folder`, checked: neither may replace a file this command did not write."""
+    stem = result_name("audit_" + re.sub(r"[^A-Za-z0-9_]+", "_", name))
+    json_path, figure = check_output_file(folder / f"{stem}.json", TOOL), folder / f"{stem}.png"
+    if (figure.exists() or figure.is_symlink()) and not written_by(json_path, TOOL):
+        raise OutputError(f"{figure} exists and no audit JSON of this command is beside it: it is left as it is; move it or choose another --out")
+    return json_path, figure
 
 
 def _parse_list(text: str, kind, name: str) -> list:
@@ -80,11 +133,15 @@ def main(argv=None) -> int:
     parser.add_argument("--chunk", type=int, default=None, help="inputs per call of the function (default 2^22 on cpu, 2^26 on cuda)")
     parser.add_argument("--out", default=None, help="folder for the json and figure (default: the project's figures/)")
     args = parser.parse_args(argv)
+    kept = None
     try:
+        folder = output_folder(args.out)
         f = load_function(args.target)
+        json_path, figure_path = output_files(folder, line_name(f))
+        kept = KeptParts(json_path.with_name(json_path.name + ".partial"), TOOL).check()
         probes = None
         if any(v is not None for v in (args.vocab, args.steps, args.mu, args.mask)):
-            vocabs = _parse_list(args.vocab or "1000,50257", int, "--vocab")
+            vocabs = _parse_list(args.vocab or "1000,50257", _whole, "--vocab")
             steps = _parse_list(args.steps or "1e-2,1e-3,1e-4", float, "--steps")
             mus = _parse_list(args.mu or "flat,zipf,peaked", str, "--mu")
             masks = _parse_list(args.mask or "last", str, "--mask")
@@ -93,22 +150,25 @@ def main(argv=None) -> int:
         compare = tuple(c for c in args.compare.split(",") if c)
         report = audit(f, probes=probes, takes=takes, dtype=args.dtype, device=args.device, budget=parse_seconds(args.budget),
                        power=args.power, bias=args.bias, use_law=not args.monte_carlo, compare=compare, seed=args.seed,
-                       chunk_elems=args.chunk)
-    except ValueError as e:  # AuditError is one: bad input, said plainly
+                       chunk_elems=args.chunk, kept=kept)
+    except AuditError as e:  # the line broke its contract: nothing is written
+        print(f"error: {args.target}: {e}", file=sys.stderr)
+        return 2
+    except (ValueError, MemoryError) as e:  # bad input, or a probe too large for the memory, said plainly
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        where = (f"the Monte Carlo's progress is kept in {kept.folder}; run the same command again to resume"
+                 if kept is not None and kept.folder.is_dir() else "nothing was written")
+        print(f"interrupted: {where}", file=sys.stderr)
+        return 130
     print(report.table())
-    if args.out:
-        import os
+    import matplotlib.pyplot as plt  # here: the command's errors above need no plotting library
 
-        os.environ["MDMLIB_FIGURES"] = str(Path(args.out).resolve())
-    stem = "audit_" + re.sub(r"[^A-Za-z0-9_]+", "_", report.name)
-    path = save_json(report.to_json(), stem)
-    fig = report.figure()
-    figure = save_figure(fig, stem)
-    print(f"wrote {path.name} and {figure.name} in {path.parent}")
+    data, fig = {**report.to_json(), WRITTEN_BY: TOOL}, report.figure()  # both made before either is written
+    write_json(data, json_path)
+    write_figure(fig, figure_path)
+    plt.close(fig)
+    kept.clear()
+    print(f"wrote {json_path.name} and {figure_path.name} in {folder}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

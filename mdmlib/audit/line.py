@@ -9,7 +9,7 @@ import torch
 
 
 class AuditError(ValueError):
-    """The sampling function broke its contract (shape, range, dtype) or raised."""
+    """The sampling function broke its contract (shape, range, dtype), raised or called sys.exit."""
 
 
 def _takes_generator(f) -> bool:
@@ -40,6 +40,8 @@ def run_line(f, x: torch.Tensor, generator: torch.Generator, with_generator: boo
         out = _call(f, with_generator, x, generator)
     except AuditError:
         raise
+    except SystemExit as e:  # sys.exit() in the line would otherwise end the audit without a word
+        raise AuditError(f"the sampling function called sys.exit({e.code!r}) (input: {tuple(x.shape)} {x.dtype} on {x.device})") from e
     except Exception as e:  # the user's code: any failure is reported with what it was given
         raise AuditError(f"the sampling function raised {type(e).__name__}: {e} (input: {tuple(x.shape)} {x.dtype} on {x.device})") from e
     if not isinstance(out, torch.Tensor):

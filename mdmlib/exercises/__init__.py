@@ -14,6 +14,8 @@ a blank answer. The checkers live in this sub-package, one module per notebook
 (`nb04.py` holds exercise "04.1", ...), registered with `@exercise("04.1")`. A checker
 raises `WrongAnswer` with a message that helps (what was expected, where the answer
 goes wrong) and returns a one-line confirmation when the answer is right.
+In grading (mdmlib.tools.grading) `check` only hands the answer over: the checker runs in
+the grader's own process, on the answer's data (mdmlib.exercises.wire), never in the kernel.
 May import: every idea package and mdmlib.runs; never mdmlib.tools.
 """
 from __future__ import annotations
@@ -52,14 +54,23 @@ def keys() -> list[str]:
     return sorted(_CHECKERS)
 
 
-def verify(key: str, answer) -> str:
-    """The confirmation for a right answer; raises WrongAnswer for a wrong one."""
+def checkers() -> dict[str, Callable]:
+    """Every exercise's checker, by key (a copy: the grader may be given others)."""
     _load_all()
-    if key not in _CHECKERS:
-        raise ValueError(f"unknown exercise {key!r}; known: {sorted(_CHECKERS)}")
+    return dict(_CHECKERS)
+
+
+def verify(key: str, answer, registry: dict[str, Callable] | None = None) -> str:
+    """The confirmation for a right answer; raises WrongAnswer for a wrong one. `registry`:
+    the checkers to use instead of the registered ones."""
+    if registry is None:
+        _load_all()
+        registry = _CHECKERS
+    if key not in registry:
+        raise ValueError(f"unknown exercise {key!r}; known: {sorted(registry)}")
     if answer is None or answer is Ellipsis:
         raise WrongAnswer(f"Exercise {key}: no answer yet")
-    return f"Exercise {key}: correct. {_CHECKERS[key](answer)}".strip()
+    return f"Exercise {key}: correct. {registry[key](answer)}".strip()
 
 
 def check(key: str, answer) -> None:

@@ -1,5 +1,10 @@
 """A judge for the paper-scale run and its provenance: a folder of the project's causal network
-(model_type "ar"), or a `transformers` causal LM by hub name or folder."""
+(model_type "ar"), or a `transformers` causal LM, each a local folder or a hub id.
+
+As for checkpoints (mdmlib.models.checkpoints), a path is always local and a missing one a
+JudgeNotFoundError; only "hf://name[@revision]" is downloaded (by default HUB_JUDGE, GPT-2
+Large at "main"), and the provenance records the revision and the commit it resolved to.
+A generator tokenizer named by a string follows the same rule."""
 from __future__ import annotations
 
 import dataclasses
@@ -8,20 +13,49 @@ from pathlib import Path
 
 import torch
 
-from mdmlib.judging.judges import DEFAULT_JUDGE, DTYPES, CausalLMJudge, TransformersJudge
-from mdmlib.models import AutoregressiveModel, load_pretrained
-from mdmlib.models.checkpoints import CONFIG_NAME, WEIGHTS_NAME
-from mdmlib.models.loading import file_sha256, shown_name
+from mdmlib.judging.judges import DEFAULT_JUDGE, DTYPES, CausalLMJudge, JudgeNotFoundError, TransformersJudge
+from mdmlib.models import AutoregressiveModel, CheckpointNotFoundError, load_pretrained
+from mdmlib.models.checkpoints import CONFIG_NAME, HUB_SCHEME, REPO_ID, hub_snapshot, local_path, parse_hub_id
+from mdmlib.models.loading import file_sha256, shown_name, source_record
+
+HUB_JUDGE = HUB_SCHEME + DEFAULT_JUDGE  # "hf://gpt2-large", the paper's judge
+# what a transformers causal LM needs: config, tokenizer files, weights (not the TF, Flax or ONNX copies)
+TOKENIZER_FILES = ("*.json", "*.txt", "*.model")
+JUDGE_FILES = (*TOKENIZER_FILES, "*.safetensors")
+JUDGE_TORCH_FILES = (*TOKENIZER_FILES, "pytorch_model*.bin")  # for a repository without safetensors weights
 
 
-def _is_project_causal(source) -> bool:
-    config = Path(str(source)).expanduser() / CONFIG_NAME
-    if not config.is_file():
-        return False
+def _folder(source, revision, local_files_only: bool, what: str, patterns=JUDGE_FILES) -> tuple[Path, dict | None]:
+    """The local folder of a judge or tokenizer, downloaded only for a hub id; and its hub record."""
+    hub = parse_hub_id(source, revision)
+    if hub is None:
+        path = local_path(source)
+        if not path.is_dir():
+            ask = f"; to download {str(source)!r} from it, name it '{HUB_SCHEME}{source}'" if REPO_ID.fullmatch(str(source)) else ""
+            raise JudgeNotFoundError(f"no folder {path} for the {what} (a local path is never looked up on the hub{ask})")
+        return path, None
     try:
-        return json.loads(config.read_text()).get("model_type") == "ar"
-    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
-        return False
+        folder, record = hub_snapshot(*hub, patterns, local_files_only=local_files_only)
+        if patterns == JUDGE_FILES and not any(folder.glob("*.safetensors")):
+            folder, record = hub_snapshot(*hub, JUDGE_TORCH_FILES, local_files_only=local_files_only)
+    except CheckpointNotFoundError as e:
+        raise JudgeNotFoundError(f"the {what}: {e}") from e
+    return folder, record
+
+
+def _is_project_causal(folder: Path) -> bool:
+    """Whether the folder holds one of the project's causal networks (model_type "ar"); its
+    config.json must be there and be a JSON object (transformers would fail obscurely)."""
+    config = folder / CONFIG_NAME
+    if not config.is_file():
+        raise JudgeNotFoundError(f"{folder} has no {CONFIG_NAME}: it is not a judge's folder")
+    try:
+        data = json.loads(config.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{config} is not valid JSON: {e}") from e
+    if not isinstance(data, dict):
+        raise ValueError(f"{config} must hold a JSON object, got a {type(data).__name__}")
+    return data.get("model_type") == "ar"
 
 
 def project_judge(network, *, device="cpu", dtype: str = "float32", batch_size: int = 8, progress: bool = True) -> CausalLMJudge:
@@ -40,26 +74,29 @@ def project_judge(network, *, device="cpu", dtype: str = "float32", batch_size: 
                          device=device, dtype=dtype, batch_size=batch_size, progress=progress)
 
 
-def load_judge(source=DEFAULT_JUDGE, device="cpu", *, dtype: str = "float32", batch_size: int = 8, local_files_only: bool = False,
-               generator_tokenizer=None, progress: bool = True):
+def load_judge(source=HUB_JUDGE, device="cpu", *, dtype: str = "float32", batch_size: int = 8, local_files_only: bool = False,
+               generator_tokenizer=None, progress: bool = True, revision: str | None = None):
     """The judge and its provenance: a folder of the project's causal network (model_type
-    "ar" in its config.json), else a `transformers` causal LM by hub name or folder."""
+    "ar" in its config.json), else a `transformers` causal LM; either a local folder or a hub
+    id "hf://name[@revision]" (`revision` pins it too; `local_files_only`: the hub cache only)."""
     if dtype not in DTYPES:
         raise ValueError(f"judge dtype must be one of {tuple(DTYPES)}, got {dtype!r}")
-    if _is_project_causal(source):
-        network = load_pretrained(source, device)
-        folder = Path(str(source)).expanduser()
-        files = [folder / n for n in (CONFIG_NAME, WEIGHTS_NAME) if (folder / n).is_file()]
+    folder, hub = _folder(source, revision, local_files_only, "judge")
+    if _is_project_causal(folder):
+        network = load_pretrained(folder, device)
         judge = project_judge(network, device=device, dtype=dtype, batch_size=batch_size, progress=progress)
-        return judge, {"source": shown_name(source), "kind": "project causal network", "config": dataclasses.asdict(network.config),
-                       "dtype": dtype, "sha256": {f.name: file_sha256(f) for f in files}}
-    judge = TransformersJudge.from_pretrained(str(source), generator_tokenizer=generator_tokenizer, local_files_only=local_files_only,
+        return judge, {**source_record(network, source), "hub": hub, "kind": "project causal network",
+                       "config": dataclasses.asdict(network.config), "dtype": dtype}
+    tokenizer_source = None
+    if isinstance(generator_tokenizer, (str, Path)):  # a name or folder (else a tokenizer object, or None: the judge's own)
+        folder_of_tokenizer, tokenizer_hub = _folder(generator_tokenizer, None, local_files_only, "generator's tokenizer", TOKENIZER_FILES)
+        tokenizer_source, generator_tokenizer = {"source": shown_name(generator_tokenizer), "hub": tokenizer_hub}, str(folder_of_tokenizer)
+    judge = TransformersJudge.from_pretrained(str(folder), generator_tokenizer=generator_tokenizer, local_files_only=True,
                                               device=device, dtype=dtype, batch_size=batch_size, progress=progress)
-    folder = Path(judge.model.name_or_path)
-    files = sorted(f for f in folder.glob("*") if f.suffix in (".safetensors", ".bin", ".json", ".txt")) if folder.is_dir() else []
-    return judge, {"source": shown_name(source), "kind": f"transformers {type(judge.model).__name__}", "dtype": dtype,
+    files = sorted(f for f in folder.glob("*") if f.suffix in (".safetensors", ".bin", ".json", ".txt"))
+    return judge, {"source": shown_name(source), "hub": hub, "kind": f"transformers {type(judge.model).__name__}", "dtype": dtype,
                    "parameters": sum(p.numel() for p in judge.model.parameters()), "max_length": judge.max_length,
-                   "sha256": {f.name: file_sha256(f) for f in files}}
+                   "generator_tokenizer": tokenizer_source, "sha256": {f.name: file_sha256(f) for f in files}}
 
 
 def check_vocabularies(denoiser, judge) -> None:
@@ -68,6 +105,6 @@ def check_vocabularies(denoiser, judge) -> None:
         vocab = len(judge.generator_tokenizer)
         if vocab != denoiser.vocab_size:
             raise ValueError(f"the generator has {denoiser.vocab_size} tokens but the tokenizer that decodes its samples has {vocab}: "
-                             "give --generator-tokenizer (MDLM and SEDD: gpt2)")
+                             "give --generator-tokenizer (MDLM and SEDD: GPT-2's, hf://gpt2 or a folder holding it)")
     elif judge.bos_id is not None and judge.bos_id != denoiser.vocab_size:
         raise ValueError(f"the judge knows {judge.bos_id} tokens, the generator {denoiser.vocab_size}: they do not share a vocabulary")

@@ -32,6 +32,7 @@ import torch
 
 from mdmlib.precision.categorical import check_probabilities, inverse_cdf
 from mdmlib.infra.checks import real_number, whole_number
+from mdmlib.mdm.memory import require_memory
 from mdmlib.precision.formats import as_dtype
 from mdmlib.stats.metrics import categorical_entropy
 
@@ -74,6 +75,8 @@ class MarkovLanguage:
             raise TypeError(f"a MarkovLanguage is built from a LanguageSpec, got {type(spec).__name__}")
         self.spec = spec
         V, H = spec.vocab_size, spec.num_classes
+        # A, B and a temporary of their size, float64, before anything is built
+        require_memory(3 * 8 * V * H, f"a language of {V:,} tokens and {H:,} classes (24 bytes a token and class)")
         g = torch.Generator().manual_seed(spec.seed)
         base = torch.arange(1, V + 1, dtype=torch.float64) ** -spec.zipf_exponent
         emission = base * torch.exp(spec.emission_spread * torch.randn(H, V, generator=g, dtype=torch.float64))
@@ -194,6 +197,7 @@ class MarkovLanguage:
         if not allow_unmasked and rows.numel() and (x[rows, cols] != self.mask_id).any():
             raise ValueError("denoise_positions takes masked positions only")
         L = x.shape[1]
+        require_memory(rows.numel() * self.vocab_size * dtype.itemsize, f"the exact denoiser's output at {rows.numel():,} positions of {self.vocab_size:,} tokens")
         left, right = nearest_unmasked(x, self.mask_id)
         out = torch.empty(rows.numel(), self.vocab_size, dtype=dtype)
         B_out, At_out = self.B.to(dtype), self.A.T.to(dtype)
@@ -235,8 +239,11 @@ class ExactDenoiser:
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
         self.language._check_partial(x)
-        mu = torch.zeros(*x.shape, self.vocab_size, dtype=self.dtype)
         observed = x != self.mask_id
+        # the output, and the rows of its masked positions made before they are copied in
+        require_memory((x.numel() + int((~observed).sum())) * self.vocab_size * self.dtype.itemsize,
+                       f"the exact denoiser's output for {x.shape[0]:,} x {x.shape[1]:,} positions of {self.vocab_size:,} tokens")
+        mu = torch.zeros(*x.shape, self.vocab_size, dtype=self.dtype)
         mu[observed] = torch.nn.functional.one_hot(x[observed], self.vocab_size).to(self.dtype)
         rows, cols = torch.nonzero(~observed, as_tuple=True)
         mu[rows, cols] = self.language.denoise_positions(x, rows, cols, self.dtype)

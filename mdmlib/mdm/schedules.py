@@ -16,6 +16,7 @@ import math
 import torch
 
 from mdmlib.infra.checks import whole_number
+from mdmlib.mdm.memory import require_memory
 
 LOGLINEAR_EPS = 1e-3  # MDLM's default
 
@@ -91,12 +92,15 @@ def mask_rate(schedule: str, t) -> torch.Tensor:
 def time_grid(steps: int) -> torch.Tensor:
     """t_n = n / steps for n = steps, ..., 0 (float64)."""
     steps = whole_number(steps, "the number of steps")
+    require_memory(16 * (steps + 1), f"a time grid of {steps:,} steps (16 bytes a step)")
     return torch.arange(steps, -1, -1, dtype=torch.float64) / steps
 
 
 def unmask_step_probabilities(schedule: str, steps: int) -> torch.Tensor:
     """P(a position unmasks during step n), n = steps..1 in that order:
     (m(t_n) - m(t_{n-1})) / m(1). They sum to 1."""
+    steps = whole_number(steps, "the number of steps")
+    require_memory(24 * steps, f"the unmask-step probabilities of {steps:,} steps (24 bytes a step)")
     m = mask_probability(schedule, time_grid(steps))
     return (m[:-1] - m[1:]) / m[0]
 

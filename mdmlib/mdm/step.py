@@ -24,6 +24,13 @@ score, as `argmax` has it. Positions where J is a large part of the grid (near
 the end of sampling) fall back to drawing all V token uniforms, keeping u_M.
 The cost per position is O(1) instead of O(V). The grid is that of PyTorch's
 CPU generator (k * 2^-24 in float32, k * 2^-53 in float64; mdmlib.precision.grid_law).
+
+The law is exact for any upper bound on the largest token probability: a larger bound
+only widens the window (more candidates, each still scored by the literal arithmetic),
+so `sparse_step` accepts a `mu_max` at or above mu's maxima and refuses one below them
+(a token above the bound could win from outside the window: the position would leave
+the mask too rarely, or never). Both steps refuse rows of mu that are not laws
+(mdmlib.mdm.denoiser_outputs): one pass over mu per call.
 """
 from __future__ import annotations
 
@@ -31,6 +38,8 @@ import torch
 
 from mdmlib.precision.categorical import exponential_race, race_score, truncated_race
 from mdmlib.infra.checks import real_number
+from mdmlib.mdm.memory import require_memory
+from mdmlib.mdm.denoiser_outputs import check_laws, row_statistics
 from mdmlib.precision.formats import float_format
 
 PRECISIONS = ("float32", "float64", "float64+trunc")
@@ -61,18 +70,28 @@ def _mask_probabilities(move_t: float, move_s: float, precision: str) -> tuple[t
     return tuple(torch.tensor(m, dtype=torch.float64).to(dtype) for m in (move_t, move_s))
 
 
-def step_categories(mu: torch.Tensor, move_t: float, move_s: float, precision: str) -> torch.Tensor:
-    """The (n, V+1) unnormalised categories of a step, in the sampler's dtype."""
+def _check_rows(mu) -> None:
     if not isinstance(mu, torch.Tensor) or mu.dim() != 2 or not mu.is_floating_point():
         raise ValueError(f"mu must be a floating (n, V) tensor of denoiser outputs, got {_describe(mu)}")
+
+
+def step_categories(mu: torch.Tensor, move_t: float, move_s: float, precision: str) -> torch.Tensor:
+    """The (n, V+1) unnormalised categories of a step, in the sampler's dtype."""
+    _check_rows(mu)
     m_t, m_s = (m.to(mu.device) for m in _mask_probabilities(move_t, move_s, precision))  # mu may live on a GPU
     return torch.cat([mu.to(m_t.dtype) * (m_t - m_s), m_s.expand(mu.shape[0], 1)], 1)
 
 
 def dense_step(mu: torch.Tensor, move_t: float, move_s: float, precision: str, generator: torch.Generator, eps: float = FLOAT32_GAP_BELOW_ONE) -> torch.Tensor:
-    """The literal step for n masked positions, mu (n, V). Returns (n,) new tokens,
-    V where the position stays masked."""
+    """The literal step for n masked positions, mu (n, V), each row a law over the V
+    tokens. Returns (n,) new tokens, V where the position stays masked."""
     _check(precision, eps, move_t, move_s)
+    _check_rows(mu)
+    total, low, _ = row_statistics(mu)
+    check_laws(total, low, mu.dtype, mu.shape[-1], what="mu", where=lambda i: f"row {i[0]}")
+    n, V = mu.shape
+    if mu.device.type == "cpu":  # the categories, their uniforms and their scores, held at once
+        require_memory(3 * n * (V + 1) * _dtype(precision).itemsize, f"dense_step on {n:,} positions of {V:,} tokens in {precision}")
     probs = step_categories(mu, move_t, move_s, precision)
     if precision == "float64+trunc":
         return truncated_race(probs, generator, eps)
@@ -157,16 +176,21 @@ def _check_positions(mu, mu_max, rows, cols) -> None:
         raise ValueError(f"rows and cols must have one entry per masked position, got shapes {tuple(rows.shape)} and {tuple(cols.shape)}")
 
 
-def _check_read(mu_read: torch.Tensor, mu_max_read: torch.Tensor, full_rows: bool) -> None:
-    """mu is checked where the step reads it (reading all of it would cost O(V) per position)."""
-    if torch.isnan(mu_read).any():
-        raise ValueError("mu contains NaN")
-    if (mu_read < 0).any():
-        raise ValueError(f"mu contains a negative value ({mu_read.min().item():.3g})")
-    if full_rows and (mu_read.max(-1).values.to(torch.float64) != mu_max_read.to(torch.float64)).any():
-        raise ValueError("mu_max disagrees with mu's maxima over tokens")
-    if not full_rows and (mu_read.to(torch.float64) > mu_max_read.to(torch.float64)).any():
-        raise ValueError("mu_max is below a value of mu: it must hold mu's maxima over tokens")
+def _check_read(mu: torch.Tensor, mu_max: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> None:
+    """The rows of mu the step reads are laws, and mu_max bounds them from above
+    (module docstring). One pass over mu's stored rows."""
+    mu_max_read = mu_max[rows, cols]
+    if torch.isnan(mu_max_read).any() or (mu_max_read < 0).any() or torch.isinf(mu_max_read).any():
+        raise ValueError("mu_max is NaN, infinite or negative at a masked position (check mu and its maxima)")
+    total, low, high = row_statistics(mu)
+    read = torch.zeros(mu.shape[:2], dtype=torch.bool, device=mu.device)
+    read[rows, cols] = True
+    check_laws(total, low, mu.dtype, mu.shape[-1], read=read, what="mu")
+    under = read & ~(mu_max.to(torch.float64) >= high.to(torch.float64))
+    if bool(under.any()):
+        b, l = torch.nonzero(under)[0].tolist()
+        raise ValueError(f"mu_max at sequence {b}, position {l} is {float(mu_max[b, l]):.6g}, below the row's maximum {float(high[b, l]):.6g}: "
+                         "it must be the maximum or an upper bound, else tokens above it are never candidates and the position leaves the mask too rarely")
 
 
 def sparse_step(
@@ -182,12 +206,20 @@ def sparse_step(
     dense_fraction: float = 1 / 8,
 ) -> torch.Tensor:
     """The same law as `dense_step(mu[rows, cols], ...)`, drawing O(1) numbers per
-    position. mu: (B, L, V) denoiser outputs; mu_max: (B, L) their maxima over tokens;
-    rows, cols: the masked positions. Returns (n,) new tokens, V where it stays masked.
-    mu is validated where it is read (mu_max at every masked position, mu at the
-    candidate tokens, whole rows where all V uniforms are drawn)."""
-    _check(precision, eps, move_t, move_s)
+    position. mu: (B, L, V) denoiser outputs; mu_max: (B, L) their maxima over tokens
+    (or upper bounds of them: the same law); rows, cols: the masked positions. Returns
+    (n,) new tokens, V where it stays masked. The rows read are checked to be laws, and
+    mu_max to bound them, in one pass over mu (a sampler that checked its cache when
+    the denoiser filled it calls `draw_sparse`, which does not repeat that pass)."""
     _check_positions(mu, mu_max, rows, cols)
+    _check_read(mu, mu_max, rows, cols)
+    return draw_sparse(mu, mu_max, rows, cols, move_t, move_s, precision, generator, eps, dense_fraction)
+
+
+def draw_sparse(mu, mu_max, rows, cols, move_t, move_s, precision, generator, eps=FLOAT32_GAP_BELOW_ONE, dense_fraction=1 / 8) -> torch.Tensor:
+    """sparse_step without the pass over mu: for a caller whose mu rows are laws and
+    whose mu_max bounds them (the samplers' cache, checked when it is filled)."""
+    _check(precision, eps, move_t, move_s)
     if not 0.0 < dense_fraction <= 1.0:
         raise ValueError(f"dense_fraction must lie in (0, 1], got {dense_fraction}")
     dtype, bits = _dtype(precision), _bits(precision)
@@ -198,8 +230,6 @@ def sparse_step(
     if n == 0:
         return new
     mu_max_read = mu_max[rows, cols]
-    if torch.isnan(mu_max_read).any() or (mu_max_read < 0).any() or torch.isinf(mu_max_read).any():
-        raise ValueError("mu_max is NaN, infinite or negative at a masked position (check mu and its maxima)")
     # the mask's score, and the window of top grid values a token must reach
     u_mask = _uniform_from_index(torch.randint(0, 2**bits, (n,), generator=generator), precision, eps)
     s_mask = _score(m_s.expand(n), u_mask, precision)
@@ -210,9 +240,7 @@ def sparse_step(
     # positions near the end of sampling: all V token uniforms, the mask's kept
     if dense.any():
         d = torch.nonzero(dense).flatten()
-        mu_d = mu[rows[d], cols[d]]
-        _check_read(mu_d, mu_max_read[d], full_rows=True)
-        p = mu_d.to(dtype) * scale
+        p = mu[rows[d], cols[d]].to(dtype) * scale
         u = torch.rand(p.shape, generator=generator, dtype=dtype)
         if precision == "float64+trunc":
             u = u * (1.0 - eps)
@@ -229,9 +257,7 @@ def sparse_step(
             tok = _distinct_tokens(owner, V, generator)
             j = _uniform_int_below(J[owner].long(), generator) + 1  # 1..J: the j-th grid value from the top
             u = _uniform_from_index(2**bits - j, precision, eps)
-            mu_c = mu[rows[owner], cols[owner], tok]
-            _check_read(mu_c, mu_max_read[owner], full_rows=False)
-            p = mu_c.to(dtype) * scale
+            p = mu[rows[owner], cols[owner], tok].to(dtype) * scale
             score = torch.where(p > 0, _score(p, u, precision), -torch.inf).to(torch.float64)
             wins = score >= s_mask[owner].to(torch.float64)
             best = torch.full((n,), -torch.inf, dtype=torch.float64).scatter_reduce(0, owner[wins], score[wins], "amax")

@@ -26,10 +26,15 @@ logits are returned in float32.
 The causal twin (CausalTransformer) is MDLM's autoregressive backbone: the same
 blocks with a causal attention mask and without time input, hence without
 sigma_map and without any adaLN_modulation (shift = scale = 0, gate = 1).
+
+architecture_of reads the sizes back from a checkpoint's names and shapes alone (blocks
+counted, vocabulary and widths from the shapes), so a config can be checked before a
+network is built.
 """
 from __future__ import annotations
 
 import math
+import re
 
 import torch
 import torch.nn.functional as F
@@ -247,3 +252,27 @@ class CausalTransformer(_Backbone):
 def build_network(config: DiTConfig) -> _Backbone:
     """The network a config describes, with the public initialisation."""
     return CausalTransformer(config) if config.kind == "ar" else DiT(config)
+
+
+def shape_of(value) -> tuple[int, ...]:
+    """A tensor's shape, or a shape given as it is."""
+    return tuple(value.shape) if isinstance(value, torch.Tensor) else tuple(value)
+
+
+def architecture_of(state: dict) -> dict:
+    """The sizes a (prefix-free) state dict implies, from its names and shapes (tensors, or
+    shapes as tuples): n_blocks always (0 without blocks), the others where a tensor shows them."""
+    shapes = {k: shape_of(v) for k, v in state.items()}
+    found = {}
+    for name in ("vocab_embed.embedding", "output_layer.linear.weight"):  # both are [vocab_size, hidden_dim]
+        if len(shapes.get(name, ())) == 2:
+            found.setdefault("vocab_size", shapes[name][0])
+            found.setdefault("hidden_dim", shapes[name][1])
+    if len(shapes.get("sigma_map.mlp.0.weight", ())) == 2:
+        found["cond_dim"] = shapes["sigma_map.mlp.0.weight"][0]
+    inv_freq = shapes.get("rotary_emb.inv_freq", ())
+    if len(inv_freq) == 1 and inv_freq[0] and "hidden_dim" in found:
+        found["n_heads"] = found["hidden_dim"] // (2 * inv_freq[0])
+    blocks = {int(m.group(1)) for k in shapes if (m := re.match(r"blocks\.(\d+)\.", k))}
+    found["n_blocks"] = max(blocks) + 1 if blocks else 0
+    return found

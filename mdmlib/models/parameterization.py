@@ -22,6 +22,10 @@ over the V tokens (the exact score sums to 1 / expm1(sigma)). A learned score
 need not sum to that, so we normalise: softmax over the tokens, which keeps the
 ratios the network states and returns a distribution. The mask's own entry is
 dropped; unmasked positions are one-hot, as in "subs".
+
+`time_conditioned` tells the samplers whether the output depends on t (the network's
+config.time_conditioning; always so for SEDD): they then refuse to reuse a cached output
+at a later step unless asked (mdmlib.mdm.samplers, allow_stale_time).
 """
 from __future__ import annotations
 
@@ -29,6 +33,7 @@ import math
 
 import torch
 
+from mdmlib.mdm.memory import require_memory
 from mdmlib.mdm.schedules import total_noise
 from mdmlib.models.dit import DiT
 
@@ -78,6 +83,11 @@ class _NetworkDenoiser:
     def vocab_size(self) -> int:
         return self.mask_id
 
+    @property
+    def time_conditioned(self) -> bool:
+        """True when the network reads the noise level: its output then depends on t."""
+        return bool(self.network.config.time_conditioning)
+
     def sigma(self, t, batch: int) -> torch.Tensor:
         """(batch,) float64 noise levels for times t (a number or (batch,))."""
         if t is None:
@@ -103,6 +113,7 @@ class _NetworkDenoiser:
         if x.dim() != 2:
             raise ValueError(f"x must have shape (batch, length), got {tuple(x.shape)}")
         sigma = self.sigma(t, x.shape[0])
+        require_memory(4 * x.numel() * self.mask_id, f"the network's float32 output for {x.shape[0]:,} x {x.shape[1]:,} positions of {self.mask_id:,} tokens")
         device = self.network.vocab_embed.embedding.device
         was_training = self.network.training
         if was_training:  # switching walks every module: a cost per call that samplers pay thousands of times

@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 from mdmlib.models import DiTConfig, build_network, resolve_device
-from mdmlib.models.checkpoints import safe_torch_load
+from mdmlib.models.checkpoints import CorruptCheckpointError, safe_torch_load
 from mdmlib.infra.progress import progress as progress_bar
 from mdmlib.infra.results import write_atomically
 from mdmlib.infra.scale import by_scale
@@ -242,6 +242,8 @@ class TrainingRun:
     def resume(cls, path, setup: TrainSetup, objective: str, device="auto") -> "TrainingRun":
         """The run saved at `path`, which must be a run of this setup and objective."""
         state = safe_torch_load(path)
+        if not isinstance(state, dict):
+            raise CorruptCheckpointError(f"{path} holds a {type(state).__name__}, not a training state")
         run = cls(setup, objective, device)
         if state.get("params") != run._params():
             raise ValueError(f"{path} holds a run of {state.get('params')}, not of {run._params()}")

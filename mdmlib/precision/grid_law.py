@@ -49,8 +49,8 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from mdmlib.precision.categorical import SCORES, check_probabilities
-from mdmlib.precision.formats import as_dtype
+from mdmlib.precision.categorical import SCORES, check_probabilities, check_scores_fit
+from mdmlib.precision.formats import as_dtype, float_format
 
 DEVICES = ("cpu", "cuda")
 _CHUNK = 1 << 22  # lattice points scored at once: bounds the memory of a law
@@ -418,6 +418,7 @@ def law_on_grid(p, dtype, sampler: str = "exponential_race", copies=None, device
     lattice = _lattice(dtype, device)
     score_fn = SCORES[sampler]
     p_dtype = p.to(dtype)
+    check_scores_fit(p_dtype, score_fn, float_format(dtype).largest_below_one, f"{sampler} ({dtype})")  # the line refuses them too
     if (p_dtype == 0).all():
         raise ValueError(f"probabilities underflow to zero in {dtype}")
     out = torch.zeros(p.numel(), dtype=torch.float64)

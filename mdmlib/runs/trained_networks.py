@@ -196,7 +196,7 @@ def _check_sampling(trained: dict, sampler: str, denoiser: str) -> None:
 def sample_with(setup: TrainSetup, trained: dict[str, Trained], sampler: str, steps: int, batch: int, *, denoiser: str = "mdm_no_time", progress: bool = True) -> dict:
     """`batch` sequences from the masked network `denoiser` with `sampler` ("float32",
     "float64", "float64+trunc": MDLM's ancestral sampler with `steps` steps and that
-    arithmetic, per-sequence caching; "fhs": the first-hitting sampler, which needs no
+    arithmetic, per-sequence caching (none for a time-conditioned network); "fhs": the first-hitting sampler, which needs no
     steps, with a float32 token draw), judged per sequence by the exact likelihood
     ("nll") and by the trained AR model ("nll_ar"), with sentence entropy, NFE and the
     CPU seconds of the sampling."""
@@ -210,7 +210,9 @@ def sample_with(setup: TrainSetup, trained: dict[str, Trained], sampler: str, st
         if sampler == "fhs":
             out = first_hitting_sample(network, batch, setup.length, FHS_PRECISION, generator, schedule=setup.schedule, progress=progress)
         else:
-            out = ancestral_sample(network, batch, setup.length, steps, sampler, generator, schedule=setup.schedule, progress=progress)
+            caching = "none" if network.time_conditioned else "per_sequence"  # a timed network is evaluated at every step's time
+            out = ancestral_sample(network, batch, setup.length, steps, sampler, generator, schedule=setup.schedule,
+                                   caching=caching, progress=progress)
         seconds = time.process_time() - start
         x = out.tokens
         return {

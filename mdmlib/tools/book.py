@@ -24,6 +24,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from mdmlib.infra.outputs import OutputError, replacing
+from mdmlib.infra.outputs import check_out as check_output_folder
 from mdmlib.infra.paths import require_project_root
 from mdmlib.infra.results import figures_dir
 
@@ -32,6 +34,7 @@ NOTEBOOKS = ROOT / "notebooks"
 BOOK = ROOT / "book"  # conf.py, index.md (the parts), favicon.svg
 DEFAULT_OUT = ROOT / "build" / "book"
 MARKER = ".mdmlib-book"  # in every folder this tool built; only such a folder is replaced
+MARKER_NOTE = "built by python -m mdmlib.tools.book; this folder is replaced by the next build\n"
 _TOCTREE = re.compile(r"```\{toctree\}\n(?P<body>.*?)```", re.S)
 
 
@@ -102,28 +105,8 @@ def assemble(source: Path, notebooks: Path = NOTEBOOKS) -> list[str]:
 
 def check_out(out: Path) -> Path:
     """`out` resolved, if this tool may write there: a new folder, an empty one, or one it
-    built before. Anything else is refused with the reason."""
-    out = Path(out).resolve()
-    if out == ROOT or out in ROOT.parents or out == Path.cwd().resolve():
-        raise BookError(f"refusing --out {out}: it is the project, a folder above it or the current folder; "
-                        "give a folder of its own, e.g. build/book")
-    if out.exists() and not out.is_dir():
-        raise BookError(f"refusing --out {out}: it is a file")
-    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file():
-        raise BookError(f"refusing --out {out}: the folder holds files this tool did not write (no {MARKER} marker); "
-                        "give an empty or new folder")
-    probe = out if out.is_dir() else next(p for p in out.parents if p.exists())
-    if not probe.is_dir() or not _writable(probe):
-        raise BookError(f"cannot write to {probe}")
-    return out
-
-
-def _writable(folder: Path) -> bool:
-    try:
-        with tempfile.TemporaryFile(dir=folder):
-            return True
-    except OSError:
-        return False
+    built before (mdmlib.infra.outputs). Anything else is refused with the reason."""
+    return check_output_folder(out, MARKER)
 
 
 def build(out: Path = DEFAULT_OUT, notebooks: Path = NOTEBOOKS) -> list[str]:
@@ -133,19 +116,13 @@ def build(out: Path = DEFAULT_OUT, notebooks: Path = NOTEBOOKS) -> list[str]:
 
     out = check_out(out)
     _checked_parts(notebooks)  # before Sphinx starts
-    with tempfile.TemporaryDirectory(prefix="mdmlib-book-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="mdmlib-book-") as tmp, replacing(out, MARKER, MARKER_NOTE) as staged:
         source, html = Path(tmp) / "source", Path(tmp) / "html"
         pages = assemble(source, notebooks)
         status = build_main(["-b", "html", "-q", "-W", "--keep-going", "-d", str(Path(tmp) / "doctrees"), str(source), str(html)])
         if status != 0:
             raise RuntimeError(f"the book did not build (sphinx exit status {status}); its messages are above")
-        (html / MARKER).write_text("built by python -m mdmlib.tools.book; this folder is replaced by the next build\n")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        staged = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
         shutil.copytree(html, staged, dirs_exist_ok=True)
-        if out.exists():
-            shutil.rmtree(out)  # check_out showed it is empty or ours
-        staged.rename(out)
     return pages
 
 
@@ -155,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         pages = build(args.out)
-    except BookError as err:
+    except (BookError, OutputError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     where = args.out.resolve()

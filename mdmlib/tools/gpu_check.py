@@ -32,7 +32,9 @@ write the function and add it to CHECKS.
 
 `python -m mdmlib.tools.gpu_check [names] --out FILE` runs them (all by default), each in
 its own try/except (an error is recorded and the next check runs), and writes every
-result, with the device and versions, to FILE as one JSON written whole. The timing
+result, with the device and versions, to FILE as one JSON written whole; FILE is checked
+before any check runs (its folder exists and is writable; it is not a folder, nor a file
+this command did not write). The timing
 checks take sizes as arguments, so the tests run them on the CPU at tiny sizes.
 """
 from __future__ import annotations
@@ -47,7 +49,7 @@ from pathlib import Path
 import torch
 
 from mdmlib.infra.provenance import provenance
-from mdmlib.infra.results import _to_json, write_atomically
+from mdmlib.infra.results import WRITTEN_BY, OutputError, _to_json, check_output_file, write_atomically
 from mdmlib.tools.gpu_statistics import check_literal_line, check_rand_lattice
 from mdmlib.tools.gpu_timings import check_dit_forward, check_judge_forward, check_samplers
 
@@ -58,6 +60,7 @@ CHECKS = {
     "samplers": check_samplers,
     "judge_forward": check_judge_forward,
 }
+TOOL = "mdmlib.tools.gpu_check"  # the "written_by" of its result files
 
 
 def run_checks(names, device) -> dict:
@@ -89,6 +92,11 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"unknown check(s) {unknown}; choose from {list(CHECKS)}")
         return 2
+    try:
+        out = check_output_file(args.out, TOOL) if args.out else None
+    except OutputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     if not torch.cuda.is_available():
         print("no CUDA device here: the GPU checks need one; nothing was checked" + (" and nothing written" if args.out else ""))
         return 0
@@ -100,10 +108,10 @@ def main(argv: list[str] | None = None) -> int:
     found = run_checks(names, device)
     failed = [name for name, r in found.items() if not r.get("passed")]
     print("all passed" if not failed else f"failed: {failed}", f"({time.perf_counter() - start:.0f} s)")
-    if args.out:
-        text = json.dumps(_to_json({"about": info, "checks": found, "failed": failed}), indent=2, sort_keys=True, default=str) + "\n"
-        write_atomically(Path(args.out), lambda tmp: Path(tmp).write_text(text))
-        print(f"wrote {args.out}")
+    if out:
+        text = json.dumps(_to_json({"about": info, "checks": found, "failed": failed, WRITTEN_BY: TOOL}), indent=2, sort_keys=True, default=str) + "\n"
+        write_atomically(out, lambda tmp: Path(tmp).write_text(text))
+        print(f"wrote {out}")
     return 1 if failed else 0
 
 

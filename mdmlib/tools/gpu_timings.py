@@ -102,6 +102,7 @@ class _StopAfter:
     def __init__(self, denoiser, calls: int):
         self.denoiser, self.calls, self.made = denoiser, calls, 0
         self.mask_id = denoiser.mask_id
+        self.time_conditioned = getattr(denoiser, "time_conditioned", False)  # so the sampler still refuses stale caching
 
     def __call__(self, x, t=None):
         if self.made == self.calls:

@@ -81,6 +81,10 @@ def test_bad_arguments():
         audit(line, probes=probe, compare=("nobody",), **QUIET)
     with pytest.raises(ValueError, match="budget"):
         audit(line, probes=probe, budget=0, **QUIET)
+    with pytest.raises(ValueError, match="budget must be positive, got nan"):
+        audit(line, probes=probe, budget=float("nan"), **QUIET)
+    with pytest.raises(ValueError, match="chunk_elems must be a positive whole number, got 0"):
+        audit(line, probes=probe, chunk_elems=0, **QUIET)
     with pytest.raises(ValueError, match="unknown dtype"):
         audit(line, probes=probe, dtype="float8", **QUIET)
     if not torch.cuda.is_available():

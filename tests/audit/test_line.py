@@ -1,5 +1,7 @@
 """Running a line: a broken contract gets a clear message, and a line on the global
 generator is seeded and leaves that generator alone."""
+import sys
+
 import pytest
 import torch
 
@@ -33,3 +35,11 @@ def test_a_line_on_the_global_generator_is_seeded_and_leaves_it_alone():
     a = run_line(lambda p: torch.multinomial(p, 1).squeeze(-1), x, torch.Generator().manual_seed(4))
     assert torch.equal(before, torch.get_rng_state())
     assert torch.equal(a, run_line(lambda p: torch.multinomial(p, 1).squeeze(-1), x, torch.Generator().manual_seed(4)))
+
+
+def test_a_line_that_calls_sys_exit_is_reported_not_obeyed():
+    x = torch.full((4, 11), 1 / 11)
+    with pytest.raises(AuditError, match=r"called sys.exit\(3\)"):
+        run_line(lambda p, g: sys.exit(3), x, torch.Generator())
+    with pytest.raises(KeyboardInterrupt):  # an interrupt stays an interrupt
+        run_line(lambda p, g: (_ for _ in ()).throw(KeyboardInterrupt()), x, torch.Generator())

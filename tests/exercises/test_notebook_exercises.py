@@ -1,5 +1,6 @@
-"""Every notebook ends with graded exercises; their solutions pass, and the student
-versions keep nothing of them but still run up to the first unanswered exercise."""
+"""Every notebook ends with graded exercises, each answer cell marked with its key in its
+metadata; their solutions pass, and the student versions keep nothing of them but still run
+up to the first unanswered exercise."""
 import re
 from pathlib import Path
 
@@ -7,11 +8,10 @@ import nbformat
 import pytest
 
 from mdmlib import exercises
-
-from mdmlib.tools import student
+from mdmlib.tools import grading, student
 
 NOTEBOOKS = sorted(student.NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
-KEY = re.compile(r"""check\(\s*["'](\d\d\.\d+)["']""")
+CHECK_CALL = re.compile(r"""^check\(\s*["'](\d\d\.\d+)["']""", re.M)  # only to cross-check the metadata
 
 
 def _read(path: Path):
@@ -19,7 +19,8 @@ def _read(path: Path):
 
 
 def _keys(nb) -> list[str]:
-    return [k for cell in nb.cells if cell.cell_type == "code" for k in KEY.findall(cell.source)]
+    """The exercises as the grader finds them: from the exercise section's cell metadata."""
+    return [key for _, key in grading.exercise_cells(nb)[1] if key is not None]
 
 
 def _solution_lines(source: str) -> list[str]:
@@ -40,14 +41,22 @@ def test_every_notebook_has_exercises_and_every_checker_an_exercise():
     used = []
     for path in NOTEBOOKS:
         nb = _read(path)
-        student.exercise_section(nb)  # raises without an exercise section
-        keys = _keys(nb)
+        keys = _keys(nb)  # raises without an exercise section
         number = path.name[:2]
         assert len(keys) >= 2, f"{path.name}: {len(keys)} graded exercises, expected at least 2"
         assert all(k.startswith(number + ".") for k in keys), f"{path.name}: exercise keys {keys} belong to another notebook"
         assert len(set(keys)) == len(keys), f"{path.name}: an exercise is checked twice: {keys}"
         used += keys
     assert sorted(used) == exercises.keys(), "checkers without an exercise, or exercises without a checker"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem[:2])
+def test_every_check_call_sits_in_the_cell_marked_with_its_key(path):
+    for cell in _read(path).cells:
+        if cell.cell_type == "code":
+            calls = CHECK_CALL.findall(cell.source)
+            marked = grading.exercise_key(cell)
+            assert calls == ([marked] if marked else []), f"{path.name}: a cell marked {marked} calls check for {calls}"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem[:2])
@@ -79,10 +88,11 @@ def test_exercises_run_alone_solutions_pass_and_student_versions_stop_at_each(pa
     monkeypatch.setenv("MDMLIB_PROGRESS", "0")
     nb = _read(path)
     keys = _keys(nb)
-    assert student.grade(path) == [(key, "correct", "") for key in keys]
+    graded = grading.grade(path)
+    assert [(key, outcome) for key, outcome, _ in graded.results] == [(key, "correct") for key in keys], graded.results
     blank = tmp_path / path.name
     nbformat.write(student.student_version(nb, path.name), blank)
-    graded = student.grade(blank)
-    assert [(key, outcome) for key, outcome, _ in graded] == [(key, "not answered") for key in keys]
-    for key, _, message in graded:
+    graded = grading.grade(blank)
+    assert [(key, outcome) for key, outcome, _ in graded.results] == [(key, "not answered") for key in keys]
+    for key, _, message in graded.results:
         assert f"exercise {key} is not implemented yet" in message

@@ -102,3 +102,33 @@ def test_zipf_base_with_spread():
     require_z_power(0.1 / sd, 3, "a Zipf exponent off by 0.1")
     assert abs(z) < 3, z
 
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_exact_denoiser_outputs_pass_the_samplers_check(dtype):
+    # the project's own denoiser at the quick language's size: every masked row a law within
+    # 2 V eps (mdmlib.mdm.denoiser_outputs), through all three ways the samplers read it
+    from mdmlib.mdm.denoiser_outputs import check_laws, row_statistics
+
+    lang = MarkovLanguage(LanguageSpec(vocab_size=2048, num_classes=32))
+    den = ExactDenoiser(lang, dtype)
+    g = torch.Generator().manual_seed(3)
+    x = lang.sample(8, 64, g)
+    x_old = torch.where(torch.rand(x.shape, generator=g) < 0.8, lang.mask_id, x)
+    x_new = torch.where(torch.rand(x.shape, generator=g) < 0.5, x, x_old)
+    rows, cols = torch.nonzero(x_new == lang.mask_id, as_tuple=True)
+    for mu, read in ((den(x_new), x_new == lang.mask_id), (den.changed_outputs(x_old, x_new)[2], None), (den.outputs_at(x_new, rows, cols), None)):
+        total, low, _ = row_statistics(mu)
+        check_laws(total, low, dtype, 2048, read=read)
+
+
+def test_a_language_too_large_for_memory_is_refused_before_it_is_built(monkeypatch):
+    from mdmlib.mdm.memory import BUDGET_VARIABLE
+
+    monkeypatch.setenv(BUDGET_VARIABLE, "1e9")
+    with pytest.raises(MemoryError, match="a language of 10,000,000 tokens and 100 classes .* would need at least 24.0 GB, more than 1.0 GB"):
+        MarkovLanguage(LanguageSpec(vocab_size=10**7, num_classes=100))
+    lang = MarkovLanguage(LanguageSpec(vocab_size=50, num_classes=4))
+    x = torch.full((1, 1), lang.mask_id).expand(10**6, 10)  # 10^7 masked positions, a view
+    with pytest.raises(MemoryError, match="exact denoiser's output for 1,000,000 x 10 positions of 50 tokens would need at least 4.0 GB"):
+        ExactDenoiser(lang)(x)

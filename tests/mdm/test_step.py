@@ -76,6 +76,25 @@ def test_sparse_and_dense_steps_follow_the_law_of_their_precision(precision):
     assert chi_square_test(_counts(dense), law).p_value > ALPHA
 
 
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_sparse_step_keeps_its_law_for_any_upper_bound_on_mu_max(precision):
+    # A larger bound only widens the window of candidate uniforms, each candidate still
+    # scored by the literal line: mu_max = 1 (twice the largest token) gives the same law.
+    # A bound below the maximum would miss candidates, so it is refused.
+    law, wrong = _laws(precision)
+    require_power(chi_square_power(law, wrong, len(STEPS) * N), f"{precision}: the nearest wrong law")
+    g = torch.Generator().manual_seed(10 + PRECISIONS.index(precision))
+
+    def sparse(h):
+        mu, mu_max, rows, cols = _replicas(N)
+        return sparse_step(mu, torch.ones_like(mu_max), rows, cols, 1.0, 1.0 - h, precision, g, eps=COARSE_EPS)
+
+    assert chi_square_test(_counts(sparse), law).p_value > ALPHA
+    mu, mu_max, rows, cols = _replicas(10)
+    with pytest.raises(ValueError, match="below the row's maximum"):
+        sparse_step(mu, mu_max * 0.99, rows, cols, 1.0, 0.98, precision, g, eps=COARSE_EPS)
+
+
 # Flat tokens so many that several share the best uniform: V = 2^22 tokens of probability
 # 0.25 / V (one float32 grid cell, 2^-24, each) against a mask of 0.75. Tokens can only
 # win with a uniform among the top few grid values, where ties between tokens are common

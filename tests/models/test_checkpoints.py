@@ -85,6 +85,7 @@ def test_a_folder_in_the_published_mdlm_layout_loads_strictly(tmp_path):
     loaded = network.state_dict()
     assert set("backbone." + k for k in loaded) == set(state)
     assert all(torch.equal(loaded[k.removeprefix("backbone.")], v) for k, v in state.items())
+    assert network.source == {"folder": tmp_path / "mdlm", "files": ["config.json", "model.safetensors"], "hub": None}  # a local folder
 
 
 @pytest.mark.parametrize("kind, time_conditioning", [("mdlm", False), ("mdlm", True), ("sedd", True), ("ar", False)])
@@ -218,38 +219,56 @@ def test_cuda_asked_for_where_there_is_none(tmp_path):
     assert load_pretrained(folder, device="auto").vocab_embed.embedding.device.type == "cpu"
 
 
-# --- the hub ------------------------------------------------------------------------------------------
+# --- the hub: only for an explicit hf:// id ----------------------------------------------------------------
+from fake_hub import COMMIT, fake_hub  # noqa: E402
+
+
+def test_a_missing_local_path_shaped_like_a_hub_id_never_reaches_the_hub(tmp_path, monkeypatch):
+    calls = fake_hub(monkeypatch, tmp_path)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError) as info:
+        load_pretrained("ck/goood")
+    assert isinstance(info.value, CheckpointNotFoundError) and calls == []
+    message = str(info.value)
+    assert message.startswith("no folder ck/goood") and "'hf://ck/goood'" in message  # says how to ask for the hub
+
+
 def test_a_hub_id_without_huggingface_hub_says_how_to_fetch_it_by_hand(monkeypatch):
     monkeypatch.setitem(sys.modules, "huggingface_hub", None)  # as if not installed
     with pytest.raises(CheckpointNotFoundError) as info:
-        load_pretrained("kuleshov-group/mdlm-owt")
+        load_pretrained("hf://kuleshov-group/mdlm-owt")
     message = str(info.value)
     assert "huggingface_hub is not installed" in message
     assert "huggingface-cli download kuleshov-group/mdlm-owt --local-dir mdlm-owt" in message
     assert "git clone https://huggingface.co/kuleshov-group/mdlm-owt" in message
-    assert "load_pretrained('mdlm-owt')" in message
+    assert "give its path (./mdlm-owt)" in message
 
 
-def test_a_hub_id_downloads_through_huggingface_hub(tmp_path, monkeypatch):
-    folder = write_folder(tmp_path / "snapshot", MDLM_CONFIG, published_state())
-    asked = {}
-
-    def snapshot_download(repo_id, allow_patterns):
-        asked.update(repo_id=repo_id, allow_patterns=allow_patterns)
-        return str(folder)
-
-    monkeypatch.setitem(sys.modules, "huggingface_hub", types.SimpleNamespace(snapshot_download=snapshot_download))
-    monkeypatch.chdir(tmp_path)  # so "kuleshov-group/mdlm-owt" is no local folder
-    network = load_pretrained("kuleshov-group/mdlm-owt")
-    assert asked["repo_id"] == "kuleshov-group/mdlm-owt" and "model.safetensors" in asked["allow_patterns"]
+def test_a_hub_id_downloads_at_its_revision_and_records_the_commit(tmp_path, monkeypatch):
+    folder = write_folder(tmp_path / "snapshots" / COMMIT, MDLM_CONFIG, published_state())  # the hub cache's layout
+    calls = fake_hub(monkeypatch, folder)
+    network = load_pretrained("hf://kuleshov-group/mdlm-owt")
+    assert calls[-1]["repo_id"] == "kuleshov-group/mdlm-owt" and calls[-1]["revision"] == "main"  # the default
+    assert "model.safetensors" in calls[-1]["allow_patterns"] and calls[-1]["local_files_only"] is False
+    assert network.source["hub"] == {"repo_id": "kuleshov-group/mdlm-owt", "revision": "main", "commit": COMMIT}
     assert network.config.hidden_dim == D
+    load_pretrained("hf://kuleshov-group/mdlm-owt@v1.0")
+    assert calls[-1]["revision"] == "v1.0"
+    network = load_pretrained("hf://kuleshov-group/mdlm-owt", revision=COMMIT, local_files_only=True)
+    assert (calls[-1]["revision"], calls[-1]["local_files_only"]) == (COMMIT, True) and network.source["hub"]["revision"] == COMMIT
+    with pytest.raises(ValueError, match="pins the revision"):
+        load_pretrained("hf://kuleshov-group/mdlm-owt@v1.0", revision="v2.0")
+    with pytest.raises(ValueError, match="is for hub ids"):
+        load_pretrained(folder, revision="main")
+    with pytest.raises(ValueError, match="not a hub id"):
+        load_pretrained("hf://a/b/c")
+    assert len(calls) == 3
 
-    def offline(repo_id, allow_patterns):
-        raise ConnectionError("no network")
 
-    monkeypatch.setitem(sys.modules, "huggingface_hub", types.SimpleNamespace(snapshot_download=offline))
-    with pytest.raises(CheckpointNotFoundError, match="(?s)no network.*huggingface-cli download louaaron/sedd-small"):
-        load_pretrained("louaaron/sedd-small")
+def test_a_hub_id_that_cannot_be_fetched_says_how_to_fetch_it_by_hand(monkeypatch):
+    fake_hub(monkeypatch, error=ConnectionError("no network"))
+    with pytest.raises(CheckpointNotFoundError, match="(?s)no network.*huggingface-cli download louaaron/sedd-small --revision abc123"):
+        load_pretrained("hf://louaaron/sedd-small@abc123")
 
 
 # --- Lightning checkpoints ------------------------------------------------------------------------------

@@ -2,6 +2,8 @@
 provenance from a folder or a Lightning .ckpt, the files' hashes, the names results show,
 and the errors that say what to do."""
 import hashlib
+import sys
+import types
 
 import pytest
 import torch
@@ -29,7 +31,7 @@ def test_a_folder_gives_a_denoiser_with_its_provenance(tmp_path):
     assert (info["source"], info["form"], info["kind"], info["ema"]) == ("tiny-mdlm", "folder", "mdlm", None)
     assert info["parameters"] == sum(p.numel() for p in network.parameters()) and info["config"]["hidden_dim"] == 32
     # the hashes of the files that decide the network (config and weights), not of the provenance card
-    assert set(info["sha256"]) == {"config.json", "model.safetensors"}
+    assert set(info["sha256"]) == {"config.json", "model.safetensors"} and info["hub"] is None  # a local folder
     assert info["sha256"]["model.safetensors"] == hashlib.sha256((tmp_path / "tiny-mdlm" / "model.safetensors").read_bytes()).hexdigest()
 
     save_pretrained(_random(build_network(CONFIG.replace(kind="sedd", time_conditioning=True)), 1), tmp_path / "tiny-sedd")
@@ -53,15 +55,17 @@ def test_a_lightning_checkpoint_gives_its_ema_or_its_raw_weights(tmp_path):
 def test_file_hashes_and_shown_names(tmp_path):
     (tmp_path / "f.bin").write_bytes(b"x" * 100)
     assert file_sha256(tmp_path / "f.bin") == hashlib.sha256(b"x" * 100).hexdigest()
-    assert shown_name("kuleshov-group/mdlm-owt") == "kuleshov-group/mdlm-owt"  # a hub id as it is
+    assert shown_name("hf://kuleshov-group/mdlm-owt@main") == "hf://kuleshov-group/mdlm-owt@main"  # a hub id as it is
     assert shown_name(tmp_path / "f.bin") == "f.bin"  # a local path by its last part: results carry no machine paths
 
 
 def test_missing_or_wrong_checkpoints_say_what_to_do(tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    asked = []
+    monkeypatch.setitem(sys.modules, "huggingface_hub", types.SimpleNamespace(snapshot_download=lambda **kw: asked.append(kw)))
     monkeypatch.chdir(tmp_path)  # so "kuleshov-group/mdlm-owt" is no local folder
-    with pytest.raises(CheckpointNotFoundError, match="download kuleshov-group/mdlm-owt"):
+    with pytest.raises(CheckpointNotFoundError, match="(?s)no folder kuleshov-group/mdlm-owt.*hf://kuleshov-group/mdlm-owt.*download kuleshov-group/mdlm-owt"):
         load_denoiser("kuleshov-group/mdlm-owt")
+    assert asked == []  # a local path, never sent to the hub
     with pytest.raises(CheckpointNotFoundError, match="Lightning checkpoint"):
         load_denoiser(tmp_path / "last.ckpt")
     save_pretrained(build_network(CONFIG.replace(kind="ar")), tmp_path / "tiny-ar")

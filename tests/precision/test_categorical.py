@@ -70,3 +70,52 @@ def test_race_score_is_mdlm_line_at_both_ends_of_the_grid():
         want = 0.75 / (1e-10 + minus_log)
         got = race_score(torch.tensor(0.75, dtype=torch.float32), torch.tensor(u, dtype=torch.float32)).item()
         assert abs(got - want) <= 2.0**-21 * want, (u, got, want)
+
+
+# --- weights too large for the line's dtype -----------------------------------------------
+LINES = {
+    "gumbel_max float32": lambda p, g: gumbel_max(p, g, torch.float32),
+    "exponential_race float32": lambda p, g: exponential_race(p, g, torch.float32),
+    "exponential_race float64": lambda p, g: exponential_race(p, g, torch.float64),
+    "truncated_race": lambda p, g: truncated_race(p, g, 2.0**-24),
+}
+
+
+@pytest.mark.parametrize("line", LINES)
+@pytest.mark.parametrize("exponent", [0, 60, 100, 103, 104, 120, 127, 128, 200, 1000, 1020])
+def test_weights_are_drawn_as_their_law_states_or_refused(line, exponent):
+    # Scaling the weights by a power of two is exact in floating point and scales every race
+    # score by that factor (a Gumbel score shifts by k log 2, up to a rounding of log that these
+    # seeded draws never meet), so the draws must be the same draw by draw, unless some score
+    # overflows: then the line refuses, and only then, as its largest score tells.
+    p = torch.tensor([0.5, 0.3, 0.2, 1e-3], dtype=torch.float64).expand(4000, 4)
+    scaled = p * 2.0**exponent
+    draw = LINES[line]
+    dtype = torch.float32 if "float32" in line else torch.float64
+    top_u = torch.tensor(float_format(dtype).largest_below_one * (1 - 2.0**-24 if line == "truncated_race" else 1.0), dtype=dtype)
+    top = scaled.max().to(dtype)
+    score = torch.log(top) - torch.log(-torch.log(top_u)) if "gumbel" in line else (top / -torch.log(top_u) if line == "truncated_race" else race_score(top, top_u))
+    if torch.isfinite(score):
+        assert torch.equal(draw(scaled, torch.Generator().manual_seed(0)), draw(p, torch.Generator().manual_seed(0)))
+    else:
+        with pytest.raises(ValueError, match="the weights overflow .* scores inf"):
+            draw(scaled, torch.Generator().manual_seed(0))
+
+
+def test_weights_beyond_the_dtype_would_always_give_the_first_class():
+    # why the lines refuse: weights beyond float32's range are inf once cast, every score is
+    # then inf, and argmax returns the first class whatever the noise (the unchecked line)
+    p = torch.tensor([1e39, 3e39], dtype=torch.float64).expand(1000, 2)
+    u = torch.rand(p.shape, generator=torch.Generator().manual_seed(0))
+    assert (race_score(p.to(torch.float32), u).argmax(-1) == 0).all()
+    for line in ("exponential_race", "gumbel_max"):
+        with pytest.raises(ValueError, match=f"overflow torch.float32 in {line}"):
+            LINES[f"{line} float32"](p, torch.Generator())
+
+
+def test_exact_sampler_rescales_weights_whose_sum_overflows():
+    p = torch.tensor([1.5, 1.0, 0.5], dtype=torch.float64)
+    huge = p * 2.0**1023  # finite weights, an infinite sum
+    assert torch.isinf(huge.sum())
+    g = lambda: torch.Generator().manual_seed(5)
+    assert torch.equal(inverse_cdf(huge, g(), (20_000,)), inverse_cdf(p / p.max(), g(), (20_000,)))

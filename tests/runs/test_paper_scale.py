@@ -95,3 +95,23 @@ def test_a_judge_of_another_vocabulary_is_refused(folders, tmp_path):
                   local_files_only=True, progress=False)
     with pytest.raises(ValueError, match="no settings"):
         paper_run(folders / "tiny-mdlm", folders / "tiny-ar", [], samples=2, length=LENGTH, device="cpu", progress=False)
+
+
+class _Denoiser:
+    def __init__(self, time_conditioned):
+        self.time_conditioned = time_conditioned
+
+
+def test_caching_is_valid_for_the_network():
+    from mdmlib.runs.paper_scale import resolve_caching
+
+    agnostic, conditioned = _Denoiser(False), _Denoiser(True)
+    assert resolve_caching("auto", agnostic) == "per_sequence" and resolve_caching("auto", conditioned) == "none"
+    assert [resolve_caching(c, agnostic) for c in ("per_sequence", "per_batch", "none")] == ["per_sequence", "per_batch", "none"]
+    assert resolve_caching("none", conditioned) == "none"
+    for caching in ("per_sequence", "per_batch"):
+        with pytest.raises(ValueError, match=f"caching '{caching}' reuses the network's output at stale times.*--allow-stale-time"):
+            resolve_caching(caching, conditioned)
+        assert resolve_caching(caching, conditioned, allow_stale_time=True) == caching
+    with pytest.raises(ValueError, match="unknown caching 'sometimes'"):
+        resolve_caching("sometimes", agnostic)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from mdmlib.infra.outputs import OutputError
 from mdmlib.tools import book
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
@@ -85,17 +86,18 @@ def test_the_parts_are_declared_in_book_index_and_the_readme_map_follows_them():
 
 def test_out_is_refused_where_the_book_would_delete_what_it_did_not_make(tmp_path, monkeypatch):
     for out in (book.ROOT, book.ROOT.parent, Path(".")):
-        with pytest.raises(book.BookError, match="refusing"):
+        with pytest.raises(OutputError, match="refusing"):
             book.check_out(out)
     foreign = tmp_path / "mine"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("keep me")
-    with pytest.raises(book.BookError, match="did not write"):
+    with pytest.raises(OutputError, match="did not write"):
         book.build(foreign)
     assert (foreign / "notes.txt").read_text() == "keep me"
-    with pytest.raises(book.BookError, match="is a file"):
+    with pytest.raises(OutputError, match="is a file"):
         book.check_out(foreign / "notes.txt")
-    assert book.main(["--out", str(foreign)]) == 2 and (foreign / "notes.txt").exists()
+    assert book.main(["--out", str(foreign)]) == 2 and (foreign / "notes.txt").read_text() == "keep me"
+    assert sorted(p.name for p in foreign.iterdir()) == ["notes.txt"]  # nothing added either
 
 
 def test_a_second_build_replaces_only_its_own_folder(built):

@@ -61,3 +61,18 @@ def test_without_cuda_nothing_is_written(tmp_path, capsys, monkeypatch):
     assert gpu_check.main(["--out", str(tmp_path / "gpu.json")]) == 0
     assert "no CUDA device" in capsys.readouterr().out and not (tmp_path / "gpu.json").exists()
     assert gpu_check.main(["no_such_check"]) == 2
+
+
+def test_out_is_checked_first_and_only_its_own_file_is_replaced(tmp_path, capsys, monkeypatch):
+    ran = []
+    monkeypatch.setitem(gpu_check.CHECKS, "fine", lambda device: ran.append(device) or {"passed": True})
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # the CUDA path, with a check that needs no GPU
+    monkeypatch.setattr(gpu_check, "provenance", lambda device: {"device": "a GPU", "versions": {"torch": "t", "cuda": "c", "transformers": "x"}})
+    theirs = tmp_path / "notes.json"
+    theirs.write_text('{"mine": 1}')
+    assert gpu_check.main(["fine", "--out", str(theirs)]) == 2 and ran == []  # refused before any check ran
+    assert "was not written by mdmlib.tools.gpu_check" in capsys.readouterr().err and theirs.read_text() == '{"mine": 1}'
+    out = tmp_path / "gpu.json"
+    for _ in range(2):  # its own file is replaced
+        assert gpu_check.main(["fine", "--out", str(out)]) == 0
+    assert len(ran) == 2 and json.loads(out.read_text())["written_by"] == gpu_check.TOOL

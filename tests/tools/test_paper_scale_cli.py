@@ -69,3 +69,30 @@ def test_a_missing_checkpoint_or_gpu_exits_2_with_what_to_do(folders, tmp_path):
         arguments[arguments.index("--device") + 1] = "cuda"
         run = subprocess.run([sys.executable, "-m", "mdmlib.tools.paper_scale", *arguments], env=_env(), capture_output=True, text=True, timeout=300)
         assert run.returncode == 2 and "CUDA was asked for" in run.stderr and not out.exists()
+
+
+def test_two_gloo_processes_resume_what_one_process_kept(folders, tmp_path, monkeypatch, capsys):
+    """An interrupted run keeps its finished setting; a torchrun of two processes reuses it
+    (every process skips it) and gives the record of an uninterrupted run."""
+    from mdmlib.runs import paper_scale
+
+    real = paper_scale.run_setting
+
+    def interrupted(denoiser, judge, setting, **kwargs):
+        if setting.name == "float64+trunc@6":
+            raise KeyboardInterrupt
+        return real(denoiser, judge, setting, **kwargs)
+
+    out, fresh = tmp_path / "run.json", tmp_path / "fresh.json"
+    monkeypatch.setattr(paper_scale, "run_setting", interrupted)
+    assert command.main(_arguments(folders, out)) == 130
+    assert "interrupted: the settings that finished are kept in" in capsys.readouterr().err
+    monkeypatch.setattr(paper_scale, "run_setting", real)
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "mdmlib.tools.paper_scale",
+                          *_arguments(folders, out)], env=_env(), capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0 and "resuming: 1 of 2 settings reused" in run.stdout, run.stderr[-3000:]
+    command.run_command(_arguments(folders, fresh))
+    a, b = (json.loads(p.read_text()) for p in (out, fresh))
+    assert a["provenance"]["device"]["processes"] == 2 and not (tmp_path / "run.json.partial").exists()
+    for ra, rb in zip(a["results"], b["results"], strict=True):
+        assert {k: v for k, v in ra.items() if k != "seconds"} == {k: v for k, v in rb.items() if k != "seconds"}
