@@ -62,8 +62,10 @@ def binomial_log_likelihood(k: np.ndarray, n: np.ndarray, r: np.ndarray) -> floa
 def likelihood_interval(lls: np.ndarray, confidence: float) -> tuple[int, list[int]]:
     """The best of a grid of candidates by log-likelihood, and the candidates inside its
     likelihood-ratio interval at `confidence` (chi-square, one degree of freedom)."""
+    lls = np.asarray(lls, dtype=np.float64)
     best = int(np.argmax(lls))
-    inside = [i for i in range(len(lls)) if 2 * (lls[best] - lls[i]) <= sps.chi2.ppf(confidence, 1)]
+    limit = sps.chi2.ppf(confidence, 1)  # once: computing it per candidate cost seconds over 10^5 candidates
+    inside = np.flatnonzero(2 * (lls[best] - lls) <= limit).tolist()
     return best, inside
 
 
