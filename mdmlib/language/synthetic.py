@@ -67,6 +67,20 @@ def nearest_unmasked(x: torch.Tensor, mask_id: int) -> tuple[torch.Tensor, torch
     return left, right
 
 
+def stale_positions(language: "MarkovLanguage", x_old: torch.Tensor, x_new: torch.Tensor):
+    """After unmasking tokens (x_old -> x_new): the masked positions of x_new whose nearest
+    unmasked neighbour on either side changed, as (rows, cols), and x_new's nearest unmasked
+    neighbours (left, right). Only these positions' exact conditionals change."""
+    for x in (x_old, x_new):
+        language._check_partial(x)
+    if x_old.shape != x_new.shape:
+        raise ValueError(f"x_old and x_new differ in shape: {tuple(x_old.shape)} and {tuple(x_new.shape)}")
+    (left_old, right_old), (left_new, right_new) = nearest_unmasked(x_old, language.mask_id), nearest_unmasked(x_new, language.mask_id)
+    stale = (x_new == language.mask_id) & ((left_old != left_new) | (right_old != right_new))
+    rows, cols = torch.nonzero(stale, as_tuple=True)
+    return rows, cols, left_new, right_new
+
+
 class MarkovLanguage:
     """The low-rank Markov language of a LanguageSpec. The mask token is id V."""
 
@@ -253,13 +267,7 @@ class ExactDenoiser:
         """After unmasking tokens (x_old -> x_new), the masked positions of x_new whose
         output changed, as (rows, cols, outputs): exactly those whose nearest unmasked
         neighbour on either side changed. Every other masked position keeps its output."""
-        for x in (x_old, x_new):
-            self.language._check_partial(x)
-        if x_old.shape != x_new.shape:
-            raise ValueError(f"x_old and x_new differ in shape: {tuple(x_old.shape)} and {tuple(x_new.shape)}")
-        (left_old, right_old), (left_new, right_new) = nearest_unmasked(x_old, self.mask_id), nearest_unmasked(x_new, self.mask_id)
-        stale = (x_new == self.mask_id) & ((left_old != left_new) | (right_old != right_new))
-        rows, cols = torch.nonzero(stale, as_tuple=True)
+        rows, cols, _, _ = stale_positions(self.language, x_old, x_new)
         return rows, cols, self.language.denoise_positions(x_new, rows, cols, self.dtype)
 
     def outputs_at(self, x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:

@@ -4,9 +4,8 @@ import math
 import pytest
 import torch
 
-from mdmlib.stats.significance import ALPHA, chi_square_power, chi_square_test
 from mdmlib.language.synthetic import ExactDenoiser, LanguageSpec, MarkovLanguage
-from power_checks import require_power, require_z_power
+from power_checks import check_sampling_follows_the_chain, require_z_power
 
 
 @pytest.fixture(scope="module")
@@ -65,16 +64,7 @@ def test_changed_outputs_update_to_a_fresh_call():
 
 
 def test_sampling_follows_the_chain():
-    lang = MarkovLanguage(LanguageSpec(vocab_size=6, num_classes=3, seed=3))
-    n = 20_000
-    joint = (lang.pi[:, None] * lang.transition_rows(torch.arange(6))).flatten()
-    # nearest wrong laws: a chain started from the classes' average emission instead of its
-    # stationary law, and a chain run backwards (pairs transposed; it is not reversible)
-    require_power(chi_square_power(lang.pi, lang.B.mean(0), n), "a chain not started in its stationary law")
-    require_power(chi_square_power(joint, joint.reshape(6, 6).T.flatten(), n), "the chain run backwards")
-    x = lang.sample(n, 6, torch.Generator().manual_seed(2))
-    assert chi_square_test(torch.bincount(x[:, 0], minlength=6), lang.pi).p_value > ALPHA
-    assert chi_square_test(torch.bincount(x[:, 2] * 6 + x[:, 3], minlength=36), joint).p_value > ALPHA
+    check_sampling_follows_the_chain(MarkovLanguage(LanguageSpec(vocab_size=6, num_classes=3, seed=3)))
 
 
 def test_zipf_base_without_spread_is_exact():
