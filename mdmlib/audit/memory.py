@@ -1,12 +1,12 @@
 """The memory an audit will hold, computed before anything is allocated, and the refusal
-(MemoryError, with the figure, as the samplers do: `mdmlib.mdm.memory`) of a probe that
+(MemoryError, with the figure, as the samplers do: `mdmlib.infra.memory`) of a probe that
 cannot fit in the memory budget or, for a line on a GPU, in that GPU's memory."""
 from __future__ import annotations
 
 import torch
 
 from mdmlib.audit.probes import Probe
-from mdmlib.mdm.memory import human_bytes, require_memory
+from mdmlib.infra.memory import human_bytes, require_memory
 
 VECTORS = 10  # float64 vectors of the probe's size held at once (mu, its categories, blocks, counts, the fits' laws)
 LINE_COPIES = 2  # a chunk of the line's input, and as much again for the line's own work

@@ -38,7 +38,7 @@ import torch
 
 from mdmlib.infra.checks import real_number, whole_number
 from mdmlib.language.synthetic import MarkovLanguage
-from mdmlib.mdm.memory import require_memory
+from mdmlib.infra.memory import require_memory
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ import torch
 from mdmlib.language.clustered import ClusteredLanguage
 from mdmlib.language.synthetic import ExactDenoiser, nearest_unmasked, stale_positions
 from mdmlib.mdm.factored_outputs import factored_rows
-from mdmlib.mdm.memory import require_memory
+from mdmlib.infra.memory import require_memory
 
 
 class FactoredDenoiser(ExactDenoiser):

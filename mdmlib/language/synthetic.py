@@ -32,7 +32,7 @@ import torch
 
 from mdmlib.precision.categorical import check_probabilities, inverse_cdf
 from mdmlib.infra.checks import real_number, whole_number
-from mdmlib.mdm.memory import require_memory
+from mdmlib.infra.memory import require_memory
 from mdmlib.precision.formats import as_dtype
 from mdmlib.stats.metrics import categorical_entropy
 

@@ -26,14 +26,14 @@ within 2 K eps of float64: mdmlib.mdm.denoiser_outputs' rule) checks every row.
 
 Memory: 8 K bytes a position for w; rows are built only where asked: n V bytes in `dtype`,
 with float64 temporaries of at most CHUNK_BYTES, refused before allocation when they do
-not fit the budget (mdmlib.mdm.memory).
+not fit the budget (mdmlib.infra.memory).
 """
 from __future__ import annotations
 
 import torch
 
 from mdmlib.mdm.denoiser_outputs import check_laws, row_statistics, sum_tolerance
-from mdmlib.mdm.memory import require_memory
+from mdmlib.infra.memory import require_memory
 
 CHUNK_BYTES = 32 * 2**20  # float64 temporaries of a row build, at most
 

@@ -39,7 +39,7 @@ import torch
 from mdmlib.infra.checks import whole_number
 from mdmlib.infra.progress import progress as progress_bar
 from mdmlib.mdm.factored_outputs import FactoredOutputs
-from mdmlib.mdm.memory import require_memory
+from mdmlib.infra.memory import require_memory
 from mdmlib.mdm.samplers import Samples
 from mdmlib.mdm.schedules import mask_probability, time_grid, unmask_step_probabilities
 from mdmlib.mdm.step import FLOAT32_GAP_BELOW_ONE, PRECISIONS, draw_sparse

@@ -45,7 +45,7 @@ NFE counts denoiser evaluations per sequence.
 Every output is checked when the sampler receives it (mdmlib.mdm.denoiser_outputs: its
 shape, and at the masked positions no NaN, no negative or infinite value, rows summing
 to 1 within 2 V eps), and each sampler counts the memory its arguments ask for before
-allocating (mdmlib.mdm.memory).
+allocating (mdmlib.infra.memory).
 """
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ import torch
 
 from mdmlib.precision.categorical import exponential_race, inverse_cdf, truncated_race
 from mdmlib.infra.checks import real_number, whole_number
-from mdmlib.mdm.memory import require_memory
+from mdmlib.infra.memory import require_memory
 from mdmlib.mdm.denoiser_outputs import check_laws, check_output_shape, row_statistics
 from mdmlib.mdm.step import FLOAT32_GAP_BELOW_ONE, PRECISIONS, dense_step, draw_sparse
 from mdmlib.infra.progress import progress as progress_bar
@@ -170,7 +170,7 @@ def _output_bytes(denoiser) -> int:
 
 
 def _require(denoiser, call: str, positions: int, per_position: int, cached: bool, steps: int = 0, per_step: int = 0) -> None:
-    """Refuse a run whose arrays exceed the memory budget (mdmlib.mdm.memory). Each sampler
+    """Refuse a run whose arrays exceed the memory budget (mdmlib.infra.memory). Each sampler
     counts, as lower bounds, `per_step` bytes a step, `per_position` bytes a position of
     the batch, and the cached output (V entries a position in the denoiser's dtype)."""
     V = denoiser.mask_id

@@ -16,7 +16,7 @@ import math
 import torch
 
 from mdmlib.infra.checks import whole_number
-from mdmlib.mdm.memory import require_memory
+from mdmlib.infra.memory import require_memory
 
 LOGLINEAR_EPS = 1e-3  # MDLM's default
 

@@ -38,7 +38,7 @@ import torch
 
 from mdmlib.precision.categorical import exponential_race, race_score, truncated_race
 from mdmlib.infra.checks import real_number
-from mdmlib.mdm.memory import require_memory
+from mdmlib.infra.memory import require_memory
 from mdmlib.mdm.denoiser_outputs import check_laws, row_statistics
 from mdmlib.precision.formats import float_format
 

@@ -33,7 +33,7 @@ import math
 
 import torch
 
-from mdmlib.mdm.memory import require_memory
+from mdmlib.infra.memory import require_memory
 from mdmlib.mdm.schedules import total_noise
 from mdmlib.models.dit import DiT
 

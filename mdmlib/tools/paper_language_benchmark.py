@@ -50,7 +50,7 @@ from mdmlib.language.calibration import PAPER_LENGTH, PAPER_VOCAB, calibrate, se
 from mdmlib.language.factored_denoiser import FactoredDenoiser
 from mdmlib.mdm.factored_samplers import factored_ancestral_sample, factored_exact_sample
 from mdmlib.infra.timing import median_seconds
-from mdmlib.mdm.memory import human_bytes
+from mdmlib.infra.memory import human_bytes
 from mdmlib.mdm.samplers import ancestral_sample, exact_sample, first_hitting_sample
 from mdmlib.stats.metrics import categorical_entropy, gen_ppl, sentence_entropy
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from mdmlib.language.synthetic import ExactDenoiser, LanguageSpec, MarkovLanguage
-from mdmlib.mdm.memory import BUDGET_VARIABLE
+from mdmlib.infra.memory import BUDGET_VARIABLE
 from mdmlib.mdm.samplers import ancestral_sample, draw_tokens, exact_sample, expected_nfe, first_hitting_sample
 from mdmlib.mdm.schedules import time_grid
 from mdmlib.mdm.step import dense_step, sparse_step

@@ -8,7 +8,7 @@ import torch
 
 from mdmlib.language.clustered import ClusteredLanguage, ClusteredSpec, chain_noise, emissions
 from mdmlib.language.synthetic import MarkovLanguage
-from mdmlib.mdm.memory import BUDGET_VARIABLE
+from mdmlib.infra.memory import BUDGET_VARIABLE
 from power_checks import check_sampling_follows_the_chain
 
 

@@ -7,7 +7,7 @@ from mdmlib.language.clustered import ClusteredLanguage, ClusteredSpec
 from mdmlib.language.factored_denoiser import FactoredDenoiser
 from mdmlib.language.synthetic import ExactDenoiser, LanguageSpec, MarkovLanguage
 from mdmlib.mdm.denoiser_outputs import check_laws, row_statistics
-from mdmlib.mdm.memory import BUDGET_VARIABLE
+from mdmlib.infra.memory import BUDGET_VARIABLE
 
 
 @pytest.fixture(scope="module")

@@ -113,7 +113,7 @@ def test_exact_denoiser_outputs_pass_the_samplers_check(dtype):
 
 
 def test_a_language_too_large_for_memory_is_refused_before_it_is_built(monkeypatch):
-    from mdmlib.mdm.memory import BUDGET_VARIABLE
+    from mdmlib.infra.memory import BUDGET_VARIABLE
 
     monkeypatch.setenv(BUDGET_VARIABLE, "1e9")
     with pytest.raises(MemoryError, match="a language of 10,000,000 tokens and 100 classes .* would need at least 24.0 GB, more than 1.0 GB"):

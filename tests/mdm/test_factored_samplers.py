@@ -8,7 +8,7 @@ from mdmlib.language.clustered import ClusteredLanguage, ClusteredSpec
 from mdmlib.language.factored_denoiser import FactoredDenoiser
 from mdmlib.mdm.factored_outputs import FactoredOutputs, check_emissions, check_posteriors
 from mdmlib.mdm.factored_samplers import factored_ancestral_sample, factored_exact_sample
-from mdmlib.mdm.memory import BUDGET_VARIABLE
+from mdmlib.infra.memory import BUDGET_VARIABLE
 from mdmlib.mdm.samplers import ancestral_sample, exact_sample
 from mdmlib.mdm.step import PRECISIONS
 

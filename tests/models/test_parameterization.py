@@ -5,7 +5,7 @@ large for memory is refused before the network runs."""
 import pytest
 import torch
 
-from mdmlib.mdm.memory import BUDGET_VARIABLE
+from mdmlib.infra.memory import BUDGET_VARIABLE
 from mdmlib.mdm.denoiser_outputs import row_statistics, sum_tolerance
 from mdmlib.mdm.samplers import ancestral_sample, exact_sample, first_hitting_sample
 from mdmlib.mdm.schedules import time_grid
